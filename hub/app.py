@@ -1,0 +1,86 @@
+"""The FastAPI application: routers, lifespan, and the one OperationOutcome error handler."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import IntegrityError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from hub import __version__
+from hub.config import Settings, load_settings
+from hub.db import make_engine
+from hub.fhir.errors import Conflict, FhirError, Issue, operation_outcome
+from hub.fhir.responses import error_response, fhir_response
+from hub.fhir.routes import router as fhir_router
+
+log = logging.getLogger("hub")
+
+_STATUS_CODES = {404: "not-found", 405: "not-supported", 406: "not-supported", 415: "not-supported"}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        app.state.engine.dispose()
+
+    app = FastAPI(
+        title="County records hub",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.engine = make_engine(
+        settings.db_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+    )
+    app.include_router(fhir_router)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.exception_handler(FhirError)
+    async def on_fhir_error(_request: Request, exc: FhirError) -> Response:
+        return error_response(exc)
+
+    @app.exception_handler(IntegrityError)
+    async def on_integrity(_request: Request, exc: IntegrityError) -> Response:
+        # A unique-key race the locks did not cover: the client may retry.
+        log.warning("integrity conflict: %s", type(exc.orig).__name__)
+        return error_response(Conflict("a concurrent write conflicted with this one; retry"))
+
+    @app.exception_handler(OperationalError)
+    async def on_operational(_request: Request, exc: OperationalError) -> Response:
+        log.error("database unavailable: %s", type(exc.orig).__name__)
+        outcome = operation_outcome([Issue("fatal", "transient", "the store is unavailable")])
+        return fhir_response(503, outcome)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(_request: Request, exc: StarletteHTTPException) -> Response:
+        code = _STATUS_CODES.get(exc.status_code, "processing")
+        outcome = operation_outcome([Issue("error", code, str(exc.detail))])
+        return fhir_response(exc.status_code, outcome)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_request_validation(_request: Request, exc: RequestValidationError) -> Response:
+        outcome = operation_outcome([Issue("error", "invalid", str(exc.errors()[:3]))])
+        return fhir_response(400, outcome)
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(_request: Request, exc: Exception) -> Response:
+        # Never echo the exception text: it may carry clinical content.
+        log.exception("unhandled error: %s", type(exc).__name__)
+        outcome = operation_outcome([Issue("fatal", "exception", "internal error")])
+        return fhir_response(500, outcome)
+
+    return app

@@ -1,0 +1,50 @@
+"""Typed settings, read from the environment (HUB_*), an optional config file and the CLI."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the hub reads at start-up.
+
+    Precedence: explicit arguments (the CLI's flags) > environment (``HUB_DB_URL`` ...) >
+    the TOML file named by ``--config`` / ``HUB_CONFIG`` > defaults.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="HUB_", extra="ignore")
+
+    db_url: str = "sqlite:///./hub.db"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    config: str | None = None
+    # Public base URL of the FHIR endpoint, for fullUrl and paging links; derived from the
+    # request when unset.
+    base_url: str | None = None
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    default_page_size: int = Field(default=20, ge=1)
+    max_page_size: int = Field(default=1000, ge=1)
+    # Pool sizing for PostgreSQL; SQLite uses its own.
+    db_pool_size: int = 10
+    db_max_overflow: int = 20
+    log_level: str = "info"
+
+
+def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
+    """Settings from the environment, then the TOML file's ``[hub]`` table, then overrides."""
+    explicit = {k: v for k, v in overrides.items() if v is not None}
+    env_settings = Settings(**explicit)
+    path = config_file or env_settings.config
+    if not path:
+        return env_settings
+    with Path(path).open("rb") as fh:
+        file_values = tomllib.load(fh).get("hub", {})
+    # The file only fills what neither the environment nor the caller set.
+    env_set = env_settings.model_fields_set
+    merged = {k: v for k, v in file_values.items() if k not in env_set}
+    return Settings(**{**merged, **explicit, "config": path})

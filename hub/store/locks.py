@@ -1,0 +1,37 @@
+"""Transaction-scoped locks that make conditional writes race-free.
+
+Twenty clients posting the same conditional create at once must produce one resource.  On
+PostgreSQL each conditional write first takes an advisory lock on a key derived from what makes
+it unique (type + search criteria, or type + id); the lock is released at commit, after which the
+next waiter's search (a new READ COMMITTED snapshot) sees the committed row.  On SQLite every
+write transaction already holds the database's write lock from its first statement
+(``BEGIN IMMEDIATE``, see hub.db), so nothing more is needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from urllib.parse import parse_qsl
+
+from sqlalchemy import Connection, text
+
+
+def criteria_key(res_type: str, query: str) -> str:
+    """A canonical key for conditional criteria: parameter order and encoding don't matter."""
+    pairs = sorted(parse_qsl(query, keep_blank_values=True))
+    return res_type + "?" + "&".join(f"{k}={v}" for k, v in pairs)
+
+
+def _key_to_bigint(key: str) -> int:
+    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def lock_keys(conn: Connection, keys: Iterable[str]) -> None:
+    """Take transaction-scoped locks on all keys, in a fixed order so waiters never deadlock."""
+    if conn.dialect.name != "postgresql":
+        return
+    numbers = sorted({_key_to_bigint(k) for k in keys})
+    for number in numbers:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": number})

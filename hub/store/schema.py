@@ -1,0 +1,178 @@
+"""Tables of the FHIR store.
+
+One row per logical resource in ``resources`` (its current version, JSON text included so a read
+is one index lookup and no re-serialisation), every version in ``resource_history``, and one
+family of search-index tables keyed by the resource's surrogate ``rid``.  Index rows belong to
+the current version only: an update deletes and rewrites them in the same transaction.
+
+Times are stored as integer microseconds since the Unix epoch (UTC).  That is portable between
+SQLite and PostgreSQL, compares correctly in both, and lets a date search be a pair of integer
+range comparisons.  Open ends of periods use ``MIN_TIME``/``MAX_TIME``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+MIN_TIME = -(2**62)
+MAX_TIME = 2**62
+
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
+RowId = BigInteger().with_variant(Integer(), "sqlite")
+
+resources = Table(
+    "resources",
+    metadata,
+    Column("rid", RowId, primary_key=True, autoincrement=True),
+    Column("res_type", String(64), nullable=False),
+    Column("res_id", String(64), nullable=False),
+    Column("version_id", Integer, nullable=False),
+    Column("last_updated", BigInteger, nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    # Current version as the JSON text served on read (meta included); NULL once deleted.
+    Column("content", Text, nullable=True),
+    Index("ux_resources_type_id", "res_type", "res_id", unique=True),
+    Index("ix_resources_type_lastupd", "res_type", "last_updated"),
+)
+
+resource_history = Table(
+    "resource_history",
+    metadata,
+    Column("rid", BigInteger, nullable=False),
+    Column("version_id", Integer, nullable=False),
+    Column("res_type", String(64), nullable=False),
+    Column("res_id", String(64), nullable=False),
+    Column("last_updated", BigInteger, nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    # HTTP method that produced the version, for history bundles' entry.request.
+    Column("method", String(8), nullable=False),
+    Column("content", Text, nullable=True),
+    Index("ux_history_rid_version", "rid", "version_id", unique=True),
+    Index("ix_history_type_lastupd", "res_type", "last_updated"),
+    Index("ix_history_lastupd", "last_updated"),
+)
+
+# --- search index -------------------------------------------------------------------------
+# Every index table carries (rid, param).  ``param`` is the search parameter's code
+# (e.g. "identifier", "subject", "_tag").  The leading columns of each index follow the
+# searches the hub serves: value first, so ``param = ? AND value = ?`` is one index range.
+
+idx_token = Table(
+    "idx_token",
+    metadata,
+    Column("rid", BigInteger, nullable=False),
+    Column("res_type", String(64), nullable=False),
+    Column("param", String(64), nullable=False),
+    Column("system", String(255), nullable=True),
+    Column("code", String(255), nullable=True),
+    # Normalised display text (Coding.display, CodeableConcept.text, Identifier.type.text)
+    # for the :text modifier.
+    Column("text", String(255), nullable=True),
+    Index("ix_token_lookup", "res_type", "param", "code", "system"),
+    Index("ix_token_rid", "rid", "param"),
+)
+
+idx_string = Table(
+    "idx_string",
+    metadata,
+    Column("rid", BigInteger, nullable=False),
+    Column("res_type", String(64), nullable=False),
+    Column("param", String(64), nullable=False),
+    # Lower-cased, accent-stripped, whitespace-collapsed value for default and :contains.
+    Column("norm", String(255), nullable=False),
+    # The value as written, for :exact.
+    Column("exact", String(255), nullable=False),
+    Index("ix_string_lookup", "res_type", "param", "norm"),
+    Index("ix_string_rid", "rid", "param"),
+)
+
+idx_date = Table(
+    "idx_date",
+    metadata,
+    Column("rid", BigInteger, nullable=False),
+    Column("res_type", String(64), nullable=False),
+    Column("param", String(64), nullable=False),
+    # Inclusive lower and exclusive upper bound of the implied range, µs since epoch UTC.
+    Column("lo", BigInteger, nullable=False),
+    Column("hi", BigInteger, nullable=False),
+    Index("ix_date_lookup", "res_type", "param", "lo", "hi"),
+    Index("ix_date_rid", "rid", "param", "lo"),
+)
+
+idx_reference = Table(
+    "idx_reference",
+    metadata,
+    Column("rid", BigInteger, nullable=False),
+    Column("res_type", String(64), nullable=False),
+    Column("param", String(64), nullable=False),
+    # Relative references are split into type and id; absolute ones keep their URL.
+    Column("target_type", String(64), nullable=True),
+    Column("target_id", String(64), nullable=True),
+    Column("url", String(512), nullable=True),
+    Index("ix_reference_lookup", "res_type", "param", "target_id", "target_type"),
+    Index("ix_reference_target", "target_type", "target_id"),
+    Index("ix_reference_rid", "rid", "param"),
+)
+
+idx_quantity = Table(
+    "idx_quantity",
+    metadata,
+    Column("rid", BigInteger, nullable=False),
+    Column("res_type", String(64), nullable=False),
+    Column("param", String(64), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("system", String(255), nullable=True),
+    Column("code", String(64), nullable=True),
+    Column("unit", String(64), nullable=True),
+    # Value converted to the UCUM base unit where the unit is convertible, else NULL.
+    Column("canon_value", Float, nullable=True),
+    Column("canon_code", String(64), nullable=True),
+    Index("ix_quantity_lookup", "res_type", "param", "code", "value"),
+    Index("ix_quantity_canon", "res_type", "param", "canon_code", "canon_value"),
+    Index("ix_quantity_rid", "rid", "param"),
+)
+
+idx_uri = Table(
+    "idx_uri",
+    metadata,
+    Column("rid", BigInteger, nullable=False),
+    Column("res_type", String(64), nullable=False),
+    Column("param", String(64), nullable=False),
+    Column("uri", String(512), nullable=False),
+    Index("ix_uri_lookup", "res_type", "param", "uri"),
+    Index("ix_uri_rid", "rid", "param"),
+)
+
+idx_number = Table(
+    "idx_number",
+    metadata,
+    Column("rid", BigInteger, nullable=False),
+    Column("res_type", String(64), nullable=False),
+    Column("param", String(64), nullable=False),
+    Column("value", Float, nullable=False),
+    Index("ix_number_lookup", "res_type", "param", "value"),
+    Index("ix_number_rid", "rid", "param"),
+)
+
+INDEX_TABLES: dict[str, Table] = {
+    "token": idx_token,
+    "string": idx_string,
+    "date": idx_date,
+    "reference": idx_reference,
+    "quantity": idx_quantity,
+    "uri": idx_uri,
+    "number": idx_number,
+}
