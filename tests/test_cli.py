@@ -1,0 +1,73 @@
+"""The `hub` command: migrate and serve, configured by flags, environment and file."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from hub.config import load_settings
+
+HUB = [sys.executable, "-m", "hub.cli"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_migrate_creates_the_schema(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    done = subprocess.run([*HUB, "migrate", "--db", url], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "0001" in done.stderr
+    tables = set(sa.inspect(sa.create_engine(url)).get_table_names())
+    assert {"resources", "resource_history", "idx_token", "idx_date", "alembic_version"} <= tables
+
+
+def test_serve_answers_metadata_on_the_embedded_default(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "HUB_PORT": str(port)}
+    env.pop("HUB_DB_URL", None)
+    proc = subprocess.Popen(
+        [*HUB, "serve"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                res = httpx.get(f"http://127.0.0.1:{port}/fhir/metadata", timeout=2)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+                assert time.monotonic() < deadline, "hub serve did not start"
+                time.sleep(0.3)
+        assert res.status_code == 200
+        assert res.json()["resourceType"] == "CapabilityStatement"
+        assert (tmp_path / "hub.db").exists()  # the embedded default: ./hub.db
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_settings_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "hub.toml"
+    cfg.write_text('[hub]\ndb_url = "sqlite:///from-file.db"\nport = 9001\nmax_body_bytes = 4096\n')
+    mp = monkeypatch
+    mp.delenv("HUB_DB_URL", raising=False)
+    mp.setenv("HUB_PORT", "9002")
+    settings = load_settings(str(cfg))
+    assert settings.db_url == "sqlite:///from-file.db"
+    assert settings.port == 9002  # environment beats the file
+    assert settings.max_body_bytes == 4096
+    assert load_settings(str(cfg), port=9003).port == 9003  # flags beat both
+    mp.setenv("HUB_CONFIG", str(cfg))
+    assert load_settings().db_url == "sqlite:///from-file.db"
