@@ -26,7 +26,9 @@ def _free_port() -> int:
 
 def test_migrate_creates_the_schema(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'm.db'}"
-    done = subprocess.run([*HUB, "migrate", "--db", url], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [*HUB, "migrate", "--db", url], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert "0001" in done.stderr
     tables = set(sa.inspect(sa.create_engine(url)).get_table_names())

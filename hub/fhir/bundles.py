@@ -20,14 +20,54 @@ from hub.store.repository import StoredResource, now_micros
 # of the summary flags of the R4 definitions for the types clinical users page through).
 _SUMMARY_KEYS = frozenset(
     {
-        "identifier", "active", "name", "telecom", "gender", "birthDate", "address",
-        "managingOrganization", "generalPractitioner", "link", "status", "class", "type",
-        "subject", "period", "serviceProvider", "category", "code", "effectiveDateTime",
-        "effectivePeriod", "issued", "performer", "valueQuantity", "valueCodeableConcept",
-        "valueString", "interpretation", "basedOn", "encounter", "result", "intent",
-        "priority", "authoredOn", "requester", "date", "title", "author", "url", "version",
-        "partOf", "for", "owner", "recorded", "target", "agent", "entity", "source",
-        "deceasedBoolean", "deceasedDateTime",
+        "identifier",
+        "active",
+        "name",
+        "telecom",
+        "gender",
+        "birthDate",
+        "address",
+        "managingOrganization",
+        "generalPractitioner",
+        "link",
+        "status",
+        "class",
+        "type",
+        "subject",
+        "period",
+        "serviceProvider",
+        "category",
+        "code",
+        "effectiveDateTime",
+        "effectivePeriod",
+        "issued",
+        "performer",
+        "valueQuantity",
+        "valueCodeableConcept",
+        "valueString",
+        "interpretation",
+        "basedOn",
+        "encounter",
+        "result",
+        "intent",
+        "priority",
+        "authoredOn",
+        "requester",
+        "date",
+        "title",
+        "author",
+        "url",
+        "version",
+        "partOf",
+        "for",
+        "owner",
+        "recorded",
+        "target",
+        "agent",
+        "entity",
+        "source",
+        "deceasedBoolean",
+        "deceasedDateTime",
     }
 )
 _MANDATORY = ("resourceType", "id", "meta")
@@ -121,9 +161,7 @@ def searchset(
                     + b"}"
                 )
     if outcome is not None:
-        entries.append(
-            b'{"resource":' + orjson.dumps(outcome) + b',"search":{"mode":"outcome"}}'
-        )
+        entries.append(b'{"resource":' + orjson.dumps(outcome) + b',"search":{"mode":"outcome"}}')
     return _join(head, entries)
 
 

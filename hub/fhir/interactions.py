@@ -53,7 +53,9 @@ class Result:
 
 def check_type(res_type: str) -> None:
     if res_type not in SUPPORTED:
-        raise NotFound(f"resource type {res_type!r} is not served by this hub", code="not-supported")
+        raise NotFound(
+            f"resource type {res_type!r} is not served by this hub", code="not-supported"
+        )
 
 
 def parse_query(query: str) -> list[tuple[str, str]]:
@@ -71,7 +73,7 @@ def parse_etag(value: str | None) -> int | None:
         text = text[2:]
     text = text.strip('"')
     if not text.isdigit():
-        raise BadRequest(f"If-Match {value!r} is not a version ETag like W/\"3\"")
+        raise BadRequest(f'If-Match {value!r} is not a version ETag like W/"3"')
     return int(text)
 
 
@@ -116,9 +118,7 @@ def create(
         lock_keys(unit.conn, [criteria_key(res_type, query)])
         found = _matches(unit, res_type, query)
         if len(found) > 1:
-            raise PreconditionFailed(
-                f"If-None-Exist {query!r} matches more than one {res_type}"
-            )
+            raise PreconditionFailed(f"If-None-Exist {query!r} matches more than one {res_type}")
         if found:
             return Result(200, repo.read(unit.conn, res_type, found[0][1]))
     stored = unit.writer.create(_without_id(resource), res_id)
@@ -198,6 +198,7 @@ def patch(
         raise Unprocessable("a patch may not change resourceType or id")
     patched.get("meta", {}).pop("versionId", None)
     patched.get("meta", {}).pop("lastUpdated", None)
+    patched = validate_resource(patched, res_type)
     expected = parse_etag(if_match) if if_match else current.version_id
     stored, _ = unit.writer.update(patched, res_id, if_match=expected, allow_create=False)
     return Result(200, stored)

@@ -20,11 +20,11 @@ from hub.fhir.capability import capability_statement
 from hub.fhir.errors import (
     BadRequest,
     FhirError,
+    Issue,
     MethodNotAllowed,
     PayloadTooLarge,
     UnsupportedMediaType,
     operation_outcome,
-    Issue,
 )
 from hub.fhir.interactions import Result, Unit
 from hub.fhir.responses import fhir_response, prefer_value, render

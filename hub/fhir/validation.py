@@ -51,6 +51,96 @@ SUPPORTED_TYPES: tuple[str, ...] = (
     "StructureDefinition",
 )
 SUPPORTED = frozenset(SUPPORTED_TYPES)
+# Required value-set bindings the R4B models do not enforce (they type codes as plain strings).
+_REQUEST_STATUS = frozenset(
+    ["draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"]
+)
+_REQUEST_INTENT = frozenset(
+    [
+        "proposal",
+        "plan",
+        "directive",
+        "order",
+        "original-order",
+        "reflex-order",
+        "filler-order",
+        "instance-order",
+        "option",
+    ]
+)
+REQUIRED_CODES: dict[str, dict[str, frozenset[str]]] = {
+    "Patient": {"gender": frozenset({"male", "female", "other", "unknown"})},
+    "Practitioner": {"gender": frozenset({"male", "female", "other", "unknown"})},
+    "Observation": {
+        "status": frozenset(
+            [
+                "registered",
+                "preliminary",
+                "final",
+                "amended",
+                "corrected",
+                "cancelled",
+                "entered-in-error",
+                "unknown",
+            ]
+        )
+    },
+    "DiagnosticReport": {
+        "status": frozenset(
+            [
+                "registered",
+                "partial",
+                "preliminary",
+                "final",
+                "amended",
+                "corrected",
+                "appended",
+                "cancelled",
+                "entered-in-error",
+                "unknown",
+            ]
+        )
+    },
+    "Encounter": {
+        "status": frozenset(
+            [
+                "planned",
+                "arrived",
+                "triaged",
+                "in-progress",
+                "onleave",
+                "finished",
+                "cancelled",
+                "entered-in-error",
+                "unknown",
+            ]
+        )
+    },
+    "ServiceRequest": {
+        "status": _REQUEST_STATUS,
+        "intent": _REQUEST_INTENT,
+        "priority": frozenset({"routine", "urgent", "asap", "stat"}),
+    },
+    "Task": {
+        "status": frozenset(
+            [
+                "draft",
+                "requested",
+                "received",
+                "accepted",
+                "rejected",
+                "ready",
+                "cancelled",
+                "in-progress",
+                "on-hold",
+                "failed",
+                "completed",
+                "entered-in-error",
+            ]
+        ),
+        "intent": _REQUEST_INTENT | {"unknown"},
+    },
+}
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
@@ -98,9 +188,7 @@ def validate_resource(data: Any, expected_type: str | None = None) -> dict[str, 
         raise BadRequest("the body must be a JSON object (a FHIR resource)", code="structure")
     res_type = data.get("resourceType")
     if not isinstance(res_type, str) or not res_type:
-        raise BadRequest(
-            "resourceType is missing", code="required", expression=["resourceType"]
-        )
+        raise BadRequest("resourceType is missing", code="required", expression=["resourceType"])
     if expected_type is not None and res_type != expected_type:
         raise BadRequest(
             f"resourceType {res_type!r} does not match the URL's {expected_type!r}",
@@ -117,6 +205,14 @@ def validate_resource(data: Any, expected_type: str | None = None) -> dict[str, 
         raise Unprocessable(
             f"{data['id']!r} is not a valid FHIR id", code="value", expression=[f"{res_type}.id"]
         )
+    for element, allowed in REQUIRED_CODES.get(res_type, {}).items():
+        value = data.get(element)
+        if value is not None and value not in allowed:
+            raise Unprocessable(
+                f"{res_type}.{element} {value!r} is not in its required value set",
+                code="code-invalid",
+                expression=[f"{res_type}.{element}"],
+            )
     try:
         _model(res_type).model_validate(data)
     except ValidationError as exc:

@@ -103,9 +103,7 @@ def read_current(conn: Connection, res_type: str, res_id: str) -> StoredResource
         return read(conn, res_type, res_id)
     except Gone:
         row = conn.execute(
-            select(resources).where(
-                resources.c.res_type == res_type, resources.c.res_id == res_id
-            )
+            select(resources).where(resources.c.res_type == res_type, resources.c.res_id == res_id)
         ).first()
         return _row_to_stored(row) if row else None
     except NotFound:
@@ -153,11 +151,14 @@ def history(
         query = query.where(h.res_type == res_type)
     if res_id is not None:
         query = query.where(h.res_id == res_id)
-        if res_type is not None and not conn.execute(
-            select(resources.c.rid).where(
-                resources.c.res_type == res_type, resources.c.res_id == res_id
-            )
-        ).first():
+        if (
+            res_type is not None
+            and not conn.execute(
+                select(resources.c.rid).where(
+                    resources.c.res_type == res_type, resources.c.res_id == res_id
+                )
+            ).first()
+        ):
             raise NotFound(f"{res_type}/{res_id} is not known")
     if since is not None:
         query = query.where(h.last_updated >= since)
@@ -207,9 +208,7 @@ class Writer:
             raise BadRequest(f"{res_type}/{res_id} is written twice in one transaction")
         self._claimed.add(key)
 
-    def create(
-        self, resource: dict[str, Any], res_id: str | None = None
-    ) -> StoredResource:
+    def create(self, resource: dict[str, Any], res_id: str | None = None) -> StoredResource:
         res_type = resource["resourceType"]
         res_id = res_id or new_id()
         self._claim(res_type, res_id)
@@ -259,9 +258,7 @@ class Writer:
         self._clear_index(rid)
         self._add_index(rid, res_type, extract_index_rows(resource))
         method = "POST" if deleted else "PUT"
-        self._history.append(
-            self._history_row(rid, res_type, res_id, new_version, content, method)
-        )
+        self._history.append(self._history_row(rid, res_type, res_id, new_version, content, method))
         stored = StoredResource(res_type, res_id, new_version, self.last_updated, content)
         return stored, deleted
 
@@ -284,9 +281,7 @@ class Writer:
             )
         )
         self._clear_index(rid)
-        self._history.append(
-            self._history_row(rid, res_type, res_id, new_version, None, "DELETE")
-        )
+        self._history.append(self._history_row(rid, res_type, res_id, new_version, None, "DELETE"))
         return StoredResource(
             res_type, res_id, new_version, self.last_updated, None, deleted=True, method="DELETE"
         )
@@ -310,7 +305,9 @@ class Writer:
             )
             for create, rid in zip(self._creates, result.scalars().all(), strict=True):
                 self._history.append(
-                    self._history_row(rid, create.res_type, create.res_id, 1, create.content, "POST")
+                    self._history_row(
+                        rid, create.res_type, create.res_id, 1, create.content, "POST"
+                    )
                 )
                 self._add_index(rid, create.res_type, create.rows)
             self._creates.clear()

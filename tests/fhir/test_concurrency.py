@@ -28,7 +28,9 @@ def test_twenty_simultaneous_conditional_creates_make_one(live_server: str) -> N
         with httpx.Client(base_url=live_server, timeout=60) as http:
             barrier.wait()
             res = http.post(
-                "/fhir/Patient", content=body, headers={**FHIR, "If-None-Exist": f"identifier={ident}"}
+                "/fhir/Patient",
+                content=body,
+                headers={**FHIR, "If-None-Exist": f"identifier={ident}"},
             )
             return res.status_code, res.json()["id"]
 
@@ -45,7 +47,9 @@ def test_twenty_simultaneous_conditional_creates_make_one(live_server: str) -> N
 def test_concurrent_updates_never_lose_a_version(live_server: str) -> None:
     http = httpx.Client(base_url=live_server, timeout=60)
     created = http.post(
-        "/fhir/Patient", content=orjson.dumps({"resourceType": "Patient", "active": True}), headers=FHIR
+        "/fhir/Patient",
+        content=orjson.dumps({"resourceType": "Patient", "active": True}),
+        headers=FHIR,
     ).json()
     barrier = threading.Barrier(10)
 
@@ -53,14 +57,18 @@ def test_concurrent_updates_never_lose_a_version(live_server: str) -> None:
         with httpx.Client(base_url=live_server, timeout=60) as client:
             barrier.wait()
             body = {**created, "name": [{"text": f"v{i}"}]}
-            return client.put(f"/fhir/Patient/{created['id']}", content=orjson.dumps(body), headers=FHIR).status_code
+            return client.put(
+                f"/fhir/Patient/{created['id']}", content=orjson.dumps(body), headers=FHIR
+            ).status_code
 
     with ThreadPoolExecutor(10) as pool:
         assert set(pool.map(update, range(10))) == {200}
     final = http.get(f"/fhir/Patient/{created['id']}").json()
     assert final["meta"]["versionId"] == "11"
     history = http.get(f"/fhir/Patient/{created['id']}/_history", params={"_count": 50}).json()
-    assert sorted(int(e["resource"]["meta"]["versionId"]) for e in history["entry"]) == list(range(1, 12))
+    assert sorted(int(e["resource"]["meta"]["versionId"]) for e in history["entry"]) == list(
+        range(1, 12)
+    )
     http.close()
 
 

@@ -159,9 +159,13 @@ def test_prefer_return(client: TestClient) -> None:
 
 
 def test_conditional_create(client: TestClient) -> None:
-    first = post(client, patient("C1"), **{"If-None-Exist": "identifier=urn:oid:2.16.156.XRMYY.mrn|C1"})
+    first = post(
+        client, patient("C1"), **{"If-None-Exist": "identifier=urn:oid:2.16.156.XRMYY.mrn|C1"}
+    )
     assert first.status_code == 201
-    second = post(client, patient("C1"), **{"If-None-Exist": "identifier=urn:oid:2.16.156.XRMYY.mrn|C1"})
+    second = post(
+        client, patient("C1"), **{"If-None-Exist": "identifier=urn:oid:2.16.156.XRMYY.mrn|C1"}
+    )
     assert second.status_code == 200
     assert second.json()["id"] == first.json()["id"]
 
@@ -231,7 +235,9 @@ def test_body_too_large_is_413(client: TestClient) -> None:
 
 
 def test_wrong_content_type_is_415(client: TestClient) -> None:
-    res = client.post("/fhir/Patient", content=b"<Patient/>", headers={"Content-Type": "application/xml"})
+    res = client.post(
+        "/fhir/Patient", content=b"<Patient/>", headers={"Content-Type": "application/xml"}
+    )
     assert res.status_code == 415
 
 

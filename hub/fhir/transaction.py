@@ -1,0 +1,404 @@
+"""Transaction and batch Bundles (R4 http.html#transaction), run through the REST handlers.
+
+A transaction is one database transaction.  Every lock it needs is taken up front in one sorted
+call, so two transactions never wait for each other in opposite orders; then the R4 processing
+order applies: DELETE, then POST, then PUT/PATCH, then GET/HEAD.  Between the deletes and the
+creates every written resource gets its id (placeholders such as ``urn:uuid:`` then rewrite to
+``Type/id``) and conditional references are resolved.  Any failure rolls everything back and is
+raised naming the failing entry.  A batch runs each entry in its own transaction and reports
+failures per entry.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http import HTTPStatus
+from typing import Any, TypeVar
+
+import orjson
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from hub.fhir import interactions
+from hub.fhir.bundles import searchset
+from hub.fhir.errors import (
+    BadRequest,
+    Conflict,
+    FhirError,
+    NotFound,
+    PreconditionFailed,
+)
+from hub.fhir.interactions import Result, Unit
+from hub.fhir.references import (
+    READS,
+    Entry,
+    check_full_urls,
+    check_overlaps,
+    conditional_reference,
+    entry_references,
+    is_placeholder,
+    locate_error,
+    lock_keys_for,
+    parse_envelope,
+    prepare_entry,
+)
+from hub.search.engine import find_matches, search
+from hub.search.values import DateFormatError, date_range, format_instant
+from hub.store import repository as repo
+from hub.store.locks import criteria_key, lock_keys
+from hub.store.repository import StoredResource
+
+T = TypeVar("T")
+# PostgreSQL deadlock / serialisation failure: the whole unit of work is safe to run again.
+_RETRY_STATES = frozenset({"40P01", "40001"})
+_ATTEMPTS = 3
+_FORMAT_PARAMS = ("_format", "_pretty")
+
+
+def process_bundle(engine: Engine, bundle: Any, *, base_url: str) -> dict[str, Any]:
+    """Process a transaction or batch Bundle; return its response Bundle.
+
+    A failed transaction raises the failing entry's FhirError and writes nothing.
+    """
+    kind, raw_entries = parse_envelope(bundle)
+    base = base_url.rstrip("/")
+    if kind == "transaction":
+        entries = _retrying(lambda: _transaction(engine, raw_entries, base))
+        return _response_bundle("transaction-response", entries)
+    answers = [_batch_entry(engine, i, raw, base) for i, raw in enumerate(raw_entries)]
+    return _response_bundle("batch-response", answers)
+
+
+# --- transaction -----------------------------------------------------------------------------
+
+
+def _transaction(engine: Engine, raw_entries: list[Any], base: str) -> list[dict[str, Any]]:
+    entries = [prepare_entry(i, raw, base) for i, raw in enumerate(raw_entries)]
+    check_full_urls(entries)
+    with engine.begin() as conn:
+        unit = Unit.on(conn)
+        lock_keys(conn, lock_keys_for(entries))
+        results = _run(unit, entries, base)
+        unit.writer.flush()
+    return [_response_entry(e, results[e.index], base) for e in entries]
+
+
+def _run(unit: Unit, entries: list[Entry], base: str) -> dict[int, Result]:
+    """The R4 processing order over entries that all share one unit of work."""
+    results: dict[int, Result] = {}
+    for e in (e for e in entries if e.method == "DELETE"):
+        with _located(e):
+            results[e.index] = _delete(unit, e)
+    posts = [e for e in entries if e.method == "POST"]
+    updates = [e for e in entries if e.method in ("PUT", "PATCH")]
+    resolver = _Resolver(unit)
+    for e in posts + updates:
+        with _located(e):
+            resolver.assign(e)
+    check_overlaps(entries)
+    for e in posts + updates:
+        with _located(e):
+            resolver.rewrite(e)
+    for e in posts:
+        with _located(e):
+            results[e.index] = _create(unit, e, results)
+    for e in updates:
+        with _located(e):
+            t = e.target
+            assert e.res_id is not None
+            if e.patch_ops is not None:
+                results[e.index] = interactions.patch(
+                    unit, t.res_type, e.res_id, e.patch_ops, if_match=e.if_match
+                )
+            else:
+                body = e.resource if t.res_id else {**e.resource, "id": e.res_id}
+                results[e.index] = interactions.update(
+                    unit, t.res_type, e.res_id, body, if_match=e.if_match
+                )
+    reads = [e for e in entries if e.method in READS]
+    if reads:
+        unit.writer.flush()  # reads see this transaction's own writes
+    for e in reads:
+        with _located(e):
+            results[e.index] = _read(unit, e, base, resolver.mapping)
+    return results
+
+
+def _matches(unit: Unit, res_type: str, query: str) -> list[tuple[int, str]]:
+    params = interactions.parse_query(query)
+    if not params:
+        raise BadRequest("conditional criteria are empty")
+    return find_matches(unit.conn, res_type, params, limit=2)
+
+
+def _delete(unit: Unit, e: Entry) -> Result:
+    t = e.target
+    res_id = t.res_id
+    if res_id is None:
+        found = _matches(unit, t.res_type, t.query or "")
+        if len(found) > 1:
+            raise PreconditionFailed(
+                f"{t.res_type}?{t.query} matches more than one resource; "
+                "this hub deletes one at a time"
+            )
+        if not found:
+            return Result(204)
+        res_id = found[0][1]
+    e.res_id = res_id
+    if e.if_match is not None:
+        expected = interactions.parse_etag(e.if_match)
+        current = repo.read_current(unit.conn, t.res_type, res_id)
+        if current is None or current.deleted or current.version_id != expected:
+            at = f"version {current.version_id}" if current and not current.deleted else "absent"
+            raise PreconditionFailed(
+                f"If-Match {e.if_match}: {t.res_type}/{res_id} is {at}",
+                expression=[f"{e.path}.request.ifMatch"],
+            )
+    return interactions.delete(unit, t.res_type, res_id)
+
+
+def _create(unit: Unit, e: Entry, results: dict[int, Result]) -> Result:
+    if e.matched is not None:
+        return e.matched
+    if e.same_as is not None:
+        first = results[e.same_as]
+        return Result(200, first.stored)
+    return interactions.create(unit, e.target.res_type, e.resource, res_id=e.res_id)
+
+
+class _Resolver:
+    """Ids for every written resource, then placeholder and conditional references."""
+
+    def __init__(self, unit: Unit) -> None:
+        self.unit = unit
+        self.mapping: dict[str, str] = {}  # fullUrl -> Type/id
+        self.by_criteria: dict[str, tuple[str, int]] = {}  # criteria key -> (id, entry index)
+        self.resolved: dict[str, str] = {}  # conditional reference criteria key -> Type/id
+
+    def assign(self, e: Entry) -> None:
+        t = e.target
+        if e.method == "POST":
+            e.res_id = self._post_id(e)
+        elif t.res_id is not None:
+            e.res_id = t.res_id
+        else:
+            e.res_id = self._conditional_id(e)
+            self.by_criteria.setdefault(
+                criteria_key(t.res_type, t.query or ""), (e.res_id, e.index)
+            )
+        if e.full_url:
+            self.mapping[e.full_url] = f"{t.res_type}/{e.res_id}"
+
+    def _post_id(self, e: Entry) -> str:
+        if not e.if_none_exist:
+            return repo.new_id()
+        res_type = e.target.res_type
+        key = criteria_key(res_type, e.if_none_exist)
+        if key in self.by_criteria:
+            # The same conditional create twice in one Bundle makes one resource.
+            res_id, e.same_as = self.by_criteria[key]
+            return res_id
+        found = _matches(self.unit, res_type, e.if_none_exist)
+        if len(found) > 1:
+            raise PreconditionFailed(
+                f"{e.path}.request.ifNoneExist {e.if_none_exist!r} matches more than one "
+                f"{res_type}",
+                expression=[f"{e.path}.request.ifNoneExist"],
+            )
+        res_id = found[0][1] if found else repo.new_id()
+        if found:
+            e.matched = Result(200, repo.read(self.unit.conn, res_type, res_id))
+        self.by_criteria[key] = (res_id, e.index)
+        return res_id
+
+    def _conditional_id(self, e: Entry) -> str:
+        t = e.target
+        found = _matches(self.unit, t.res_type, t.query or "")
+        if len(found) > 1:
+            raise PreconditionFailed(f"{t.res_type}?{t.query} matches more than one resource")
+        if e.method == "PATCH":
+            if not found:
+                raise NotFound(f"{t.res_type}?{t.query} matches nothing to patch")
+            return found[0][1]
+        body_id = e.resource.get("id")
+        if found:
+            if body_id is not None and body_id != found[0][1]:
+                raise BadRequest(
+                    f"the body's id {body_id!r} differs from the matching resource {found[0][1]!r}",
+                    expression=["id"],
+                )
+            return found[0][1]
+        if body_id is None:
+            return repo.new_id()
+        if not isinstance(body_id, str):
+            raise BadRequest("id must be a string", expression=["id"])
+        return body_id
+
+    def rewrite(self, e: Entry) -> None:
+        for holder, key, path in entry_references(e):
+            value = holder[key]
+            if value in self.mapping:
+                holder[key] = self.mapping[value]
+            elif is_placeholder(value):
+                raise BadRequest(
+                    f"{path}: {value!r} is the fullUrl of no entry of this transaction "
+                    "(batch entries cannot refer to each other)",
+                    code="not-found",
+                    expression=[path],
+                )
+            elif (cond := conditional_reference(value)) is not None:
+                holder[key] = self._conditional_reference(*cond, path)
+
+    def _conditional_reference(self, res_type: str, query: str, path: str) -> str:
+        key = criteria_key(res_type, query)
+        if key in self.by_criteria:  # a conditional write of this Bundle with these criteria
+            return f"{res_type}/{self.by_criteria[key][0]}"
+        if key not in self.resolved:
+            try:
+                interactions.check_type(res_type)
+                found = _matches(self.unit, res_type, query)
+            except FhirError as exc:
+                raise type(exc)(
+                    f"{path}: {exc}", expression=[path], status=exc.status, code=exc.code
+                ) from exc
+            if len(found) != 1:
+                how = "no resource" if not found else "more than one resource"
+                raise PreconditionFailed(
+                    f"{path}: conditional reference {res_type}?{query} matches {how}",
+                    expression=[path],
+                )
+            self.resolved[key] = f"{res_type}/{found[0][1]}"
+        return self.resolved[key]
+
+
+# --- reads -----------------------------------------------------------------------------------
+
+
+def _read(unit: Unit, e: Entry, base: str, mapping: dict[str, str]) -> Result:
+    t = e.target
+    if t.res_id is None:
+        query = t.query or ""
+        for full_url, ref in mapping.items():  # a search may name a resource of this Bundle
+            query = query.replace(full_url, ref)
+        params = [(k, v) for k, v in interactions.parse_query(query) if k not in _FORMAT_PARAMS]
+        result = search(unit.conn, t.res_type, params, lenient=False)
+        return Result(200, body=orjson.loads(searchset(result, base=base, path=t.res_type)))
+    if t.version is not None:
+        return interactions.vread(unit, t.res_type, t.res_id, t.version)
+    result = interactions.read(unit, t.res_type, t.res_id)
+    if result.stored is not None and _not_modified(result.stored, e):
+        return Result(304, headers={"ETag": result.stored.etag})
+    return result
+
+
+def _not_modified(stored: StoredResource, e: Entry) -> bool:
+    # RFC 9110: If-None-Match, when present, decides; If-Modified-Since only without it.
+    if e.if_none_match is not None:
+        tags = {t.strip().removeprefix("W/").strip('"') for t in e.if_none_match.split(",")}
+        return "*" in tags or str(stored.version_id) in tags
+    if e.if_modified_since:
+        try:
+            _, end = date_range(e.if_modified_since)
+        except DateFormatError as exc:
+            raise BadRequest(
+                f"ifModifiedSince: {exc}",
+                code="value",
+                expression=[f"{e.path}.request.ifModifiedSince"],
+            ) from exc
+        return stored.last_updated < end
+    return False
+
+
+# --- batch -----------------------------------------------------------------------------------
+
+
+def _batch_entry(engine: Engine, index: int, raw: Any, base: str) -> dict[str, Any]:
+    def attempt() -> dict[str, Any]:
+        entry = prepare_entry(index, raw, base)
+        if entry.method in READS:
+            with engine.connect() as conn:
+                conn.execution_options(readonly=True)
+                with conn.begin():
+                    result = _run(Unit.on(conn), [entry], base)[index]
+        else:
+            with engine.begin() as conn:
+                unit = Unit.on(conn)
+                lock_keys(conn, lock_keys_for([entry]))
+                result = _run(unit, [entry], base)[index]
+                unit.writer.flush()
+        return _response_entry(entry, result, base)
+
+    try:
+        return _retrying(attempt)
+    except FhirError as exc:
+        return _error_entry(exc)
+    except IntegrityError:
+        # A unique-key race the locks did not cover; this entry alone may be retried.
+        return _error_entry(Conflict(f"Bundle.entry[{index}] conflicted with a concurrent write"))
+
+
+def _error_entry(exc: FhirError) -> dict[str, Any]:
+    return {"response": {"status": _status(exc.status), "outcome": exc.outcome}}
+
+
+# --- shared ----------------------------------------------------------------------------------
+
+
+def _retrying(action: Callable[[], T]) -> T:
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            return action()
+        except OperationalError as exc:
+            state = getattr(exc.orig, "sqlstate", None)
+            if attempt == _ATTEMPTS or state not in _RETRY_STATES:
+                raise
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def _located(entry: Entry) -> Iterator[None]:
+    try:
+        yield
+    except FhirError as exc:
+        raise locate_error(exc, entry) from exc
+
+
+def _status(code: int) -> str:
+    try:
+        return f"{code} {HTTPStatus(code).phrase}"
+    except ValueError:
+        return str(code)
+
+
+def _response_entry(e: Entry, result: Result, base: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    response: dict[str, Any] = {"status": _status(result.status)}
+    stored = result.stored
+    if stored is not None:
+        out["fullUrl"] = f"{base}/{stored.res_type}/{stored.res_id}"
+        if e.method != "HEAD" and stored.content is not None:
+            out["resource"] = orjson.loads(stored.content)
+        if e.method in ("POST", "PUT", "PATCH"):
+            response["location"] = f"{stored.res_type}/{stored.res_id}/_history/{stored.version_id}"
+        response["etag"] = stored.etag
+        response["lastModified"] = stored.last_modified
+    elif result.body is not None and e.method != "HEAD":
+        out["resource"] = result.body
+    if "ETag" in result.headers:
+        response.setdefault("etag", result.headers["ETag"])
+    if result.outcome is not None:
+        response["outcome"] = result.outcome
+    out["response"] = response
+    return out
+
+
+def _response_bundle(kind: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "meta": {"lastUpdated": format_instant(repo.now_micros())},
+        "type": kind,
+        "entry": entries,
+    }
