@@ -306,9 +306,9 @@ def test_sort_and_paging_while_writing(client: TestClient, community: dict[str, 
 
 def test_previous_link_walks_back(client: TestClient, community: dict[str, Any]) -> None:
     first = find(client, "Observation", _count=2)
-    nxt = [link["url"] for link in first["link"] if link["relation"] == "next"][0]
+    nxt = next(link["url"] for link in first["link"] if link["relation"] == "next")
     second = client.get(nxt.split("testserver", 1)[1]).json()
-    prev = [link["url"] for link in second["link"] if link["relation"] == "previous"][0]
+    prev = next(link["url"] for link in second["link"] if link["relation"] == "previous")
     back = client.get(prev.split("testserver", 1)[1]).json()
     assert ids(back) == ids(first)
 
