@@ -10,7 +10,6 @@ the entry (``Bundle.entry[3].request.url``).
 from __future__ import annotations
 
 import base64
-import copy
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -225,7 +224,7 @@ def prepare_entry(index: int, raw: Any, base: str) -> Entry:
         url,
         target,
         full_url,
-        copy.deepcopy(raw.get("resource")),
+        _copy(raw.get("resource")),
         if_match=_text(request, "ifMatch", path),
         if_none_match=_text(request, "ifNoneMatch", path),
         if_modified_since=_text(request, "ifModifiedSince", path),
@@ -368,3 +367,15 @@ def locate_error(exc: FhirError, entry: Entry) -> FhirError:
             diagnostics = f"{prefix} ({entry.label}): {diagnostics}"
         issues.append(Issue(issue.severity, issue.code, diagnostics, expressions or [prefix]))
     return type(exc)(issues[0].diagnostics, issues=issues, status=exc.status, code=exc.code)
+
+
+def _copy(value: Any) -> Any:
+    """A deep copy of JSON data; an orjson round trip is ~10x faster than copy.deepcopy."""
+    if value is None:
+        return None
+    try:
+        return orjson.loads(orjson.dumps(value))
+    except TypeError:  # not JSON (cannot come from a parsed body, but be safe)
+        import copy
+
+        return copy.deepcopy(value)

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, and_, delete, insert, select, update
 from hub.fhir.errors import Gone, NotFound, PreconditionFailed
 from hub.search.extract import extract_index_rows
 from hub.search.values import format_instant
+from hub.store.bulk import allocate_rids, copy_rows
 from hub.store.schema import INDEX_TABLES, resource_history, resources
 
 
@@ -287,6 +288,7 @@ class Writer:
         )
 
     def flush(self) -> None:
+        bulk = self.conn.dialect.name == "postgresql"
         if self._creates:
             rows = [
                 {
@@ -299,11 +301,18 @@ class Writer:
                 }
                 for c in self._creates
             ]
-            result = self.conn.execute(
-                insert(resources).returning(resources.c.rid, sort_by_parameter_order=True),
-                rows,
-            )
-            for create, rid in zip(self._creates, result.scalars().all(), strict=True):
+            if bulk:
+                rids = allocate_rids(self.conn, len(rows))
+                for row, rid in zip(rows, rids, strict=True):
+                    row["rid"] = rid
+                copy_rows(self.conn, resources, rows)
+            else:
+                result = self.conn.execute(
+                    insert(resources).returning(resources.c.rid, sort_by_parameter_order=True),
+                    rows,
+                )
+                rids = list(result.scalars().all())
+            for create, rid in zip(self._creates, rids, strict=True):
                 self._history.append(
                     self._history_row(
                         rid, create.res_type, create.res_id, 1, create.content, "POST"
@@ -312,11 +321,17 @@ class Writer:
                 self._add_index(rid, create.res_type, create.rows)
             self._creates.clear()
         if self._history:
-            self.conn.execute(insert(resource_history), self._history)
+            if bulk:
+                copy_rows(self.conn, resource_history, self._history)
+            else:
+                self.conn.execute(insert(resource_history), self._history)
             self._history.clear()
         for kind, rows in self._index.items():
             if rows:
-                self.conn.execute(insert(INDEX_TABLES[kind]), rows)
+                if bulk:
+                    copy_rows(self.conn, INDEX_TABLES[kind], rows)
+                else:
+                    self.conn.execute(insert(INDEX_TABLES[kind]), rows)
         self._index.clear()
 
     # -- helpers --
