@@ -91,17 +91,27 @@ def find_references(node: Any, path: str) -> Iterator[tuple[dict[str, Any], str,
 
     Walks the whole tree, so references in contained resources, nested backbone elements and
     extension values (``valueReference``) are all found.  The caller rewrites ``holder[key]``.
+    The path is only formatted for the references found: this runs for every written resource.
     """
+    trail: list[str] = [path]
+    yield from _walk_references(node, trail)
+
+
+def _walk_references(node: Any, trail: list[str]) -> Iterator[tuple[dict[str, Any], str, str]]:
     if isinstance(node, dict):
         if isinstance(node.get("reference"), str):
-            yield node, "reference", path
+            yield node, "reference", "".join(trail)
         for key, value in node.items():
             if isinstance(value, dict | list):
-                yield from find_references(value, f"{path}.{key}")
+                trail.append("." + key)
+                yield from _walk_references(value, trail)
+                trail.pop()
     elif isinstance(node, list):
         for i, item in enumerate(node):
             if isinstance(item, dict | list):
-                yield from find_references(item, f"{path}[{i}]")
+                trail.append(f"[{i}]")
+                yield from _walk_references(item, trail)
+                trail.pop()
 
 
 def patch_references(operations: list[Any], path: str) -> Iterator[tuple[dict[str, Any], str, str]]:

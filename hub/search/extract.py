@@ -220,10 +220,15 @@ def extract_index_rows(resource: dict[str, Any]) -> Rows:
     res_type = resource.get("resourceType")
     if not isinstance(res_type, str):
         return rows
+    keys = resource.keys()
     for param, paths in _plan(res_type):
         code, kind = param.code, param.type
         seen: set[Any] = set()
         for steps in paths:
+            head = steps[0]
+            # Most parameters are absent from a given resource: skip them without walking.
+            if not head.endswith("[x]") and head not in keys:
+                continue
             for value, choice in _walk(resource, steps):
                 if kind == "token":
                     for system, tok, text in _tokens(value, param.where_system):
