@@ -30,9 +30,9 @@ _RESULT_PARAMS = {
     "_total",
     "_cursor",
     "_format",
+    # Sent by some clients (fhirpy count()) to ask for a total; treated as _total=accurate.
+    "_totalMethod",
     "_pretty",
-    "_contained",
-    "_containedType",
 }
 _SUMMARY = {"true", "false", "text", "data", "count"}
 _STRING_MAX = "\U0010ffff"
@@ -219,7 +219,12 @@ def search(
         [], self_params=self_params, summary=summary, elements=elements, unknown=unknown
     )
 
-    want_total = summary == "count" or total_mode in ("accurate", "estimate") or count == 0
+    want_total = (
+        summary == "count"
+        or total_mode in ("accurate", "estimate")
+        or count == 0
+        or bool(_control(params, "_totalMethod"))
+    )
     if want_total:
         count_query = select(func.count()).select_from(
             base.with_only_columns(rows.c.rid).subquery()
