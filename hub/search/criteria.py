@@ -19,6 +19,7 @@ from hub.search.definitions import SearchParam, get_param
 from hub.search.units import canonical
 from hub.search.values import DateFormatError, date_range, decimal_precision_range
 from hub.store.schema import (
+    INDEX_TABLES,
     MAX_TIME,
     MIN_TIME,
     idx_date,
@@ -33,15 +34,6 @@ from hub.store.schema import (
 
 _PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 _NUMBER_START = re.compile(r"^[+-]?(\d|\.\d)")
-_KIND_TABLE: dict[str, Table] = {
-    "token": idx_token,
-    "string": idx_string,
-    "date": idx_date,
-    "reference": idx_reference,
-    "quantity": idx_quantity,
-    "uri": idx_uri,
-    "number": idx_number,
-}
 
 
 def split_values(raw: str, sep: str = ",") -> list[str]:
@@ -335,7 +327,7 @@ class Criteria:
             raise InvalidSearch(f":missing takes true or false, not {value!r}", code="value")
         if param.type in ("composite", "special"):
             raise InvalidSearch(f":missing is not supported on {param.code!r}")
-        present = rows.c.rid.in_(self._base(_KIND_TABLE[param.type], param.code))
+        present = rows.c.rid.in_(self._base(INDEX_TABLES[param.type], param.code))
         return not_(present) if value == "true" else present
 
     def _composite(self, rows: FromClause, param: SearchParam, value: str) -> ColumnElement[bool]:

@@ -16,12 +16,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, delete, insert, select, update
+from sqlalchemy import Connection, Table, and_, delete, insert, select, update
 
 from hub.fhir.errors import Gone, NotFound, PreconditionFailed
 from hub.search.extract import extract_index_rows
 from hub.search.values import format_instant
-from hub.store.bulk import allocate_rids, copy_rows
+from hub.store.bulk import (
+    COPY_THRESHOLD,
+    allocate_rids,
+    copy_rows,
+    delete_pipelined,
+    insert_pipelined,
+)
 from hub.store.schema import INDEX_TABLES, resource_history, resources
 
 
@@ -246,17 +252,7 @@ class Writer:
         self._claim(res_type, res_id)
         new_version = version_id + 1
         content = stamp(resource, res_id, new_version, self.last_updated)
-        self.conn.execute(
-            update(resources)
-            .where(resources.c.rid == rid)
-            .values(
-                version_id=new_version,
-                last_updated=self.last_updated,
-                content=content,
-                deleted=False,
-            )
-        )
-        self._clear_index(rid)
+        self._replace_current(rid, new_version, content)
         self._add_index(rid, res_type, extract_index_rows(resource))
         method = "POST" if deleted else "PUT"
         self._history.append(self._history_row(rid, res_type, res_id, new_version, content, method))
@@ -271,17 +267,7 @@ class Writer:
         rid, version_id, _ = current
         self._claim(res_type, res_id)
         new_version = version_id + 1
-        self.conn.execute(
-            update(resources)
-            .where(resources.c.rid == rid)
-            .values(
-                version_id=new_version,
-                last_updated=self.last_updated,
-                content=None,
-                deleted=True,
-            )
-        )
-        self._clear_index(rid)
+        self._replace_current(rid, new_version, None)
         self._history.append(self._history_row(rid, res_type, res_id, new_version, None, "DELETE"))
         return StoredResource(
             res_type, res_id, new_version, self.last_updated, None, deleted=True, method="DELETE"
@@ -289,6 +275,7 @@ class Writer:
 
     def flush(self) -> None:
         bulk = self.conn.dialect.name == "postgresql"
+        pending: list[tuple[Table, list[dict[str, Any]]]] = []
         if self._creates:
             rows = [
                 {
@@ -305,7 +292,7 @@ class Writer:
                 rids = allocate_rids(self.conn, len(rows))
                 for row, rid in zip(rows, rids, strict=True):
                     row["rid"] = rid
-                copy_rows(self.conn, resources, rows)
+                pending.append((resources, rows))
             else:
                 result = self.conn.execute(
                     insert(resources).returning(resources.c.rid, sort_by_parameter_order=True),
@@ -319,20 +306,20 @@ class Writer:
                     )
                 )
                 self._add_index(rid, create.res_type, create.rows)
-            self._creates.clear()
-        if self._history:
-            if bulk:
-                copy_rows(self.conn, resource_history, self._history)
-            else:
-                self.conn.execute(insert(resource_history), self._history)
-            self._history.clear()
-        for kind, rows in self._index.items():
-            if rows:
-                if bulk:
-                    copy_rows(self.conn, INDEX_TABLES[kind], rows)
-                else:
-                    self.conn.execute(insert(INDEX_TABLES[kind]), rows)
-        self._index.clear()
+        pending.append((resource_history, self._history))
+        pending.extend((INDEX_TABLES[kind], rows) for kind, rows in self._index.items())
+        pending = [(table, rows) for table, rows in pending if rows]
+        if not bulk:
+            for table, rows in pending:
+                self.conn.execute(insert(table), rows)
+        elif len(self._creates) >= COPY_THRESHOLD:
+            for table, rows in pending:
+                copy_rows(self.conn, table, rows)
+        elif pending:
+            insert_pipelined(self.conn, pending)
+        self._creates.clear()
+        self._history = []
+        self._index = {}
 
     # -- helpers --
 
@@ -345,7 +332,24 @@ class Writer:
         row = self.conn.execute(query).first()
         return (row.rid, row.version_id, bool(row.deleted)) if row else None
 
+    def _replace_current(self, rid: int, version_id: int, content: str | None) -> None:
+        """Point the resource row at a new version (None: a deletion) and drop its old index."""
+        self.conn.execute(
+            update(resources)
+            .where(resources.c.rid == rid)
+            .values(
+                version_id=version_id,
+                last_updated=self.last_updated,
+                content=content,
+                deleted=content is None,
+            )
+        )
+        self._clear_index(rid)
+
     def _clear_index(self, rid: int) -> None:
+        if self.conn.dialect.name == "postgresql":
+            delete_pipelined(self.conn, list(INDEX_TABLES.values()), rid)
+            return
         for table in INDEX_TABLES.values():
             self.conn.execute(delete(table).where(table.c.rid == rid))
 

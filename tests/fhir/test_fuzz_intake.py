@@ -15,7 +15,11 @@ FUZZ = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20),
     lambda children: (
         st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
     ),
@@ -114,3 +118,10 @@ def test_only_accepted_writes_remain(client: TestClient) -> None:
     assert total == accepted == 10
     history = client.get("/fhir/Patient/_history", params={"_count": 100}).json()
     assert len(history["entry"]) == accepted
+
+
+def test_integer_beyond_64_bits_is_refused(client: TestClient) -> None:
+    body = b'{"resourceType": "Patient", "multipleBirthInteger": 99999999999999999999999}'
+    res = client.post("/fhir/Patient", content=body, headers=FHIR)
+    assert res.status_code in (400, 422)
+    assert res.json()["resourceType"] == "OperationOutcome"
