@@ -89,7 +89,13 @@ def _write(engine: Engine, action: Callable[[Unit], T]) -> T:
 
 
 def _read(engine: Engine, action: Callable[[Unit], T]) -> T:
+    """Run a read.  PostgreSQL: autocommit, so a search costs one round trip, not three
+    (BEGIN, query, ROLLBACK); a page, its includes and its total are then separate snapshots,
+    which FHIR paging does not promise anyway.  SQLite: a deferred (non-locking) BEGIN."""
     with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            return action(Unit.on(conn))
         conn.execution_options(readonly=True)
         with conn.begin():
             return action(Unit.on(conn))

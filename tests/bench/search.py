@@ -158,6 +158,8 @@ def measure(db_url: str, patients: int, n: int, explain: bool) -> dict[str, Any]
     }
     mismatches = 0
     with psycopg.connect(_dsn(db_url), autocommit=True) as raw, engine.connect() as conn:
+        # As the hub's read path does (hub.fhir.routes._read): no BEGIN/ROLLBACK per search.
+        conn.execution_options(isolation_level="AUTOCOMMIT")
         for kind, q in queries[:20]:  # warm caches for both paths
             res_type, params = _params(kind, q)
             search(conn, res_type, params)
