@@ -52,6 +52,8 @@ def serve(
         port=settings.port,
         workers=workers,
         log_level=settings.log_level,
+        # Request lines carry search parameters (identifiers, names): nothing clinical in logs.
+        access_log=False,
     )
 
 
