@@ -146,6 +146,12 @@ def _params(kind: str, q: dict[str, str]) -> tuple[str, list[tuple[str, str]]]:
     ]
 
 
+def _timed(action: Any) -> tuple[float, Any]:
+    start = time.perf_counter()
+    value = action()
+    return time.perf_counter() - start, value
+
+
 def measure(db_url: str, patients: int, n: int, explain: bool) -> dict[str, Any]:
     from hub.search.values import date_range
 
@@ -181,19 +187,11 @@ def measure(db_url: str, patients: int, n: int, explain: bool) -> dict[str, Any]
 
             # Alternate which side goes first: the first one warms the pages for the second.
             if i % 2 == 0:
-                t0 = time.perf_counter()
-                result = run_engine()
-                t1 = time.perf_counter()
-                rows = run_sql()
-                t2 = time.perf_counter()
-                engine_s, sql_s = t1 - t0, t2 - t1
+                engine_s, result = _timed(run_engine)
+                sql_s, rows = _timed(run_sql)
             else:
-                t0 = time.perf_counter()
-                rows = run_sql()
-                t1 = time.perf_counter()
-                result = run_engine()
-                t2 = time.perf_counter()
-                sql_s, engine_s = t1 - t0, t2 - t1
+                sql_s, rows = _timed(run_sql)
+                engine_s, result = _timed(run_engine)
             limit = 20 if kind == "Q1" else 10
             if [m[1] for m in result.matches] != [r[1] for r in rows[:limit]]:
                 mismatches += 1

@@ -205,44 +205,14 @@ def test_reverse_chain(client: TestClient, community: dict[str, Any]) -> None:
 
 
 def test_quantity_and_units(client: TestClient, community: dict[str, Any]) -> None:
-    assert (
-        len(
-            ids(
-                find(
-                    client,
-                    "Observation",
-                    **{"value-quantity": "gt115|http://unitsofmeasure.org|g/L"},
-                )
-            )
-        )
-        == 2
-    )
-    assert len(ids(find(client, "Observation", **{"value-quantity": "135"}))) == 1
+    def matching(value: str) -> int:
+        return len(ids(find(client, "Observation", **{"value-quantity": value})))
+
+    assert matching("gt115|http://unitsofmeasure.org|g/L") == 2
+    assert matching("135") == 1
     # 5400 umol/L is 5.4 mmol/L: UCUM canonical units make them comparable.
-    assert (
-        len(
-            ids(
-                find(
-                    client,
-                    "Observation",
-                    **{"value-quantity": "5.4|http://unitsofmeasure.org|mmol/L"},
-                )
-            )
-        )
-        == 1
-    )
-    assert (
-        len(
-            ids(
-                find(
-                    client,
-                    "Observation",
-                    **{"value-quantity": "ge5|http://unitsofmeasure.org|mmol/L"},
-                )
-            )
-        )
-        == 2
-    )
+    assert matching("5.4|http://unitsofmeasure.org|mmol/L") == 1
+    assert matching("ge5|http://unitsofmeasure.org|mmol/L") == 2
     comp = find(client, "Observation", **{"code-value-quantity": f"{LOINC}|718-7$gt125"})
     assert len(ids(comp)) == 1
 
