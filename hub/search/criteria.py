@@ -3,41 +3,45 @@
 Each criterion becomes ``rid IN (SELECT rid FROM idx_<kind> WHERE res_type = ? AND param = ?
 AND <value test>)``: the planner can start from whichever index is most selective and probe the
 others.  Chains, ``_has`` and composites are built from the same pieces.  All values are bound
-parameters.
+parameters; the text is built directly (hub.search.sql), not through an expression tree.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
-
-from sqlalchemy import ColumnElement, Select, Table, and_, false, literal, not_, or_, select, true
-from sqlalchemy.sql.expression import FromClause
 
 from hub.fhir.errors import InvalidSearch
 from hub.search.definitions import SearchParam, get_param
+from hub.search.sql import FALSE, Aliases, Sql, and_, in_, in_values, not_, or_, sql
 from hub.search.units import canonical
-from hub.search.values import DateFormatError, date_range, decimal_precision_range
-from hub.store.schema import (
-    INDEX_TABLES,
-    MAX_TIME,
-    MIN_TIME,
-    idx_date,
-    idx_number,
-    idx_quantity,
-    idx_reference,
-    idx_string,
-    idx_token,
-    idx_uri,
-    resources,
+from hub.search.values import (
+    DateFormatError,
+    date_range,
+    decimal_precision_range,
+    normalize_string,
 )
 
 _PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 _NUMBER_START = re.compile(r"^[+-]?(\d|\.\d)")
+_INDEX_TABLE = {
+    "token": "idx_token",
+    "string": "idx_string",
+    "date": "idx_date",
+    "reference": "idx_reference",
+    "quantity": "idx_quantity",
+    "uri": "idx_uri",
+    "number": "idx_number",
+}
+
+
+def index_table(kind: str) -> str:
+    return _INDEX_TABLE[kind]
 
 
 def split_values(raw: str, sep: str = ",") -> list[str]:
     """Split on unescaped separators; ``\\,`` ``\\|`` ``\\$`` stay literal."""
+    if "\\" not in raw:
+        return raw.split(sep)
     out, buf, i = [], [], 0
     while i < len(raw):
         ch = raw[i]
@@ -74,17 +78,24 @@ def _escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def _like(column: str, pattern: str) -> Sql:
+    return sql(f"{column} LIKE ? ESCAPE '\\'", pattern)
+
+
 class Criteria:
     """Builds conditions for one resource type (None: any type, common parameters only)."""
 
-    def __init__(self, res_type: str | None) -> None:
+    def __init__(self, res_type: str | None, aliases: Aliases | None = None) -> None:
         self.res_type = res_type
+        self.aliases = aliases or Aliases()
 
     # -- entry point --
 
-    def condition(self, rows: FromClause, name: str, value: str) -> ColumnElement[bool]:
+    def condition(self, rows: str, name: str, value: str) -> Sql:
+        """The condition on the ``resources`` alias ``rows`` for one parameter."""
+        rid = f"{rows}.rid"
         if name.startswith("_has:"):
-            return rows.c.rid.in_(self._has(name, value))
+            return in_(rid, self._has(name, value))
         chain = None
         if "." in name:
             name, chain = name.split(".", 1)
@@ -97,10 +108,9 @@ class Criteria:
         if chain is not None:
             if param.type != "reference":
                 raise InvalidSearch(f"{code!r} is not a reference parameter and cannot be chained")
-            return rows.c.rid.in_(self._chain(param, modifier, chain, value))
+            return in_(rid, self._chain(param, modifier, chain, value))
         if code == "_id":
-            ids = [v for v in split_values(value) if v]
-            test = rows.c.res_id.in_(ids)
+            test = in_values(f"{rows}.res_id", [v for v in split_values(value) if v])
             return not_(test) if modifier == "not" else test
         if code == "_lastUpdated":
             return or_(*(self._last_updated(rows, v) for v in split_values(value)))
@@ -109,26 +119,33 @@ class Criteria:
         if param.type == "composite":
             return self._composite(rows, param, value)
         if modifier == "not" and param.type == "token":
-            return not_(rows.c.rid.in_(self._rids(param, "", value)))
-        return rows.c.rid.in_(self._rids(param, modifier, value))
+            return not_(in_(rid, self._rids(param, "", value)))
+        return in_(rid, self._rids(param, modifier, value))
 
-    def rid_subquery(self, name: str, value: str) -> Select[Any]:
+    def rid_subquery(self, name: str, value: str) -> Sql:
         """rids of this type's resources matching one parameter (for chains and _has)."""
-        r = resources.alias()
-        query = select(r.c.rid).where(r.c.deleted.is_(False), self.condition(r, name, value))
+        r = self.aliases.next("r")
+        where = [sql(f"NOT {r}.deleted"), self.condition(r, name, value)]
         if self.res_type is not None:
-            query = query.where(r.c.res_type == self.res_type)
-        return query
+            where.insert(0, sql(f"{r}.res_type = ?", self.res_type))
+        cond = and_(*where)
+        return Sql(f"SELECT {r}.rid FROM resources {r} WHERE {cond.text}", cond.params)
 
     # -- per kind --
 
-    def _base(self, table: Table, param_code: str) -> Select[Any]:
-        query = select(table.c.rid).where(table.c.param == param_code)
+    def _base(self, table: str, param_code: str, test: Sql | None = None) -> Sql:
+        """``SELECT rid FROM <table> WHERE [res_type = ? AND] param = ? [AND (test)]``."""
         if self.res_type is not None:
-            query = query.where(table.c.res_type == self.res_type)
-        return query
+            text = f"SELECT rid FROM {table} WHERE res_type = ? AND param = ?"
+            params: tuple[object, ...] = (self.res_type, param_code)
+        else:
+            text = f"SELECT rid FROM {table} WHERE param = ?"
+            params = (param_code,)
+        if test is None:
+            return Sql(text, params)
+        return Sql(f"{text} AND ({test.text})", params + test.params)
 
-    def _rids(self, param: SearchParam, modifier: str, value: str) -> Select[Any]:
+    def _rids(self, param: SearchParam, modifier: str, value: str) -> Sql:
         kind = param.type
         if kind == "reference" and modifier == "identifier":
             return self._token_rids(f"{param.code}:identifier", "", value)
@@ -137,21 +154,19 @@ class Criteria:
         if kind == "string":
             return self._string_rids(param.code, modifier, value)
         if kind == "date":
-            table = idx_date
             self._no_modifier(param, modifier)
-            tests = [self._date_test(table.c.lo, table.c.hi, v) for v in split_values(value)]
-            return self._base(table, param.code).where(or_(*tests))
+            tests = [self._date_test("lo", "hi", v) for v in split_values(value)]
+            return self._base("idx_date", param.code, or_(*tests))
         if kind == "reference":
             return self._reference_rids(param, modifier, value)
         if kind == "quantity":
             self._no_modifier(param, modifier)
             tests = [self._quantity_test(v) for v in split_values(value)]
-            return self._base(idx_quantity, param.code).where(or_(*tests))
+            return self._base("idx_quantity", param.code, or_(*tests))
         if kind == "number":
             self._no_modifier(param, modifier)
-            col = idx_number.c.value
-            tests = [self._number_test(col, v) for v in split_values(value)]
-            return self._base(idx_number, param.code).where(or_(*tests))
+            tests = [self._number_test("value", v) for v in split_values(value)]
+            return self._base("idx_number", param.code, or_(*tests))
         if kind == "uri":
             return self._uri_rids(param, modifier, value)
         raise InvalidSearch(f"search parameter {param.code!r} of type {kind} is not supported")
@@ -161,79 +176,71 @@ class Criteria:
         if modifier:
             raise InvalidSearch(f"modifier :{modifier} is not supported on {param.code!r}")
 
-    def _token_rids(self, code: str, modifier: str, value: str) -> Select[Any]:
-        t = idx_token.c
+    def _token_rids(self, code: str, modifier: str, value: str) -> Sql:
         tests = []
         for item in split_values(value):
             if modifier == "text":
-                from hub.search.values import normalize_string
-
-                tests.append(t.text.like(_escape_like(normalize_string(item)) + "%", escape="\\"))
+                tests.append(_like("text", _escape_like(normalize_string(item)) + "%"))
                 continue
             if modifier not in ("", "not"):
                 raise InvalidSearch(f"modifier :{modifier} is not supported on token {code!r}")
             system, has_system, tok = _split_token(item)
             parts = []
             if tok is not None:
-                parts.append(t.code == tok)
+                parts.append(sql("code = ?", tok))
             if has_system:
-                parts.append(t.system.is_(None) if system == "" else t.system == system)
+                parts.append(sql("system IS NULL") if system == "" else sql("system = ?", system))
             if not parts:
                 raise InvalidSearch(f"empty token value for {code!r}")
             tests.append(and_(*parts))
-        return self._base(idx_token, code).where(or_(*tests))
+        return self._base("idx_token", code, or_(*tests))
 
-    def _string_rids(self, code: str, modifier: str, value: str) -> Select[Any]:
-        from hub.search.values import normalize_string
-
-        s = idx_string.c
+    def _string_rids(self, code: str, modifier: str, value: str) -> Sql:
         tests = []
         for item in split_values(value):
             if modifier == "exact":
-                tests.append(s.exact == item)
+                tests.append(sql("exact = ?", item))
             elif modifier == "contains":
-                tests.append(
-                    s.norm.like("%" + _escape_like(normalize_string(item)) + "%", escape="\\")
-                )
+                tests.append(_like("norm", "%" + _escape_like(normalize_string(item)) + "%"))
             elif modifier == "":
-                tests.append(s.norm.like(_escape_like(normalize_string(item)) + "%", escape="\\"))
+                tests.append(_like("norm", _escape_like(normalize_string(item)) + "%"))
             else:
                 raise InvalidSearch(f"modifier :{modifier} is not supported on string {code!r}")
-        return self._base(idx_string, code).where(or_(*tests))
+        return self._base("idx_string", code, or_(*tests))
 
-    def _date_test(self, lo: Any, hi: Any, raw: str) -> ColumnElement[bool]:
+    def _date_test(self, lo: str, hi: str, raw: str) -> Sql:
         prefix, text = _prefix(raw)
         try:
             slo, shi = date_range(text)
         except DateFormatError as exc:
             raise InvalidSearch(f"{raw!r} is not a valid date: {exc}", code="value") from exc
         if prefix == "eq":
-            return and_(lo >= slo, hi <= shi)
+            return sql(f"{lo} >= ? AND {hi} <= ?", slo, shi)
         if prefix == "ne":
-            return or_(lo < slo, hi > shi)
+            return sql(f"({lo} < ? OR {hi} > ?)", slo, shi)
         if prefix == "gt":
-            return hi > shi
+            return sql(f"{hi} > ?", shi)
         if prefix == "lt":
-            return lo < slo
+            return sql(f"{lo} < ?", slo)
         if prefix == "ge":
-            return hi > slo
+            return sql(f"{hi} > ?", slo)
         if prefix == "le":
-            return lo < shi
+            return sql(f"{lo} < ?", shi)
         if prefix == "sa":
-            return lo >= shi
+            return sql(f"{lo} >= ?", shi)
         if prefix == "eb":
-            return hi <= slo
+            return sql(f"{hi} <= ?", slo)
         # ap: overlap with the search range widened by 10% of its distance from now (≥ 1 day).
         from hub.store.repository import now_micros
 
         margin = max(abs(now_micros() - slo) // 10, 86_400_000_000)
-        return and_(lo < shi + margin, hi > slo - margin)
+        return sql(f"{lo} < ? AND {hi} > ?", shi + margin, slo - margin)
 
-    def _last_updated(self, rows: FromClause, raw: str) -> ColumnElement[bool]:
-        col = rows.c.last_updated
-        return self._date_test(col, col + 1, raw)
+    def _last_updated(self, rows: str, raw: str) -> Sql:
+        col = f"{rows}.last_updated"
+        return self._date_test(col, f"({col} + 1)", raw)
 
-    def _number_test(self, col: Any, raw: str, factor: float = 1.0) -> ColumnElement[bool]:
+    def _number_test(self, col: str, raw: str, factor: float = 1.0) -> Sql:
         prefix, text = _prefix(raw)
         try:
             number = float(text)
@@ -241,27 +248,22 @@ class Criteria:
         except (ValueError, IndexError) as exc:
             raise InvalidSearch(f"{raw!r} is not a number", code="value") from exc
         number, lo, hi = number * factor, lo * factor, hi * factor
-        tests = {
-            "eq": lambda: and_(col >= lo, col < hi),
-            "ne": lambda: or_(col < lo, col >= hi),
-            "gt": lambda: col > number,
-            "lt": lambda: col < number,
-            "ge": lambda: col >= number,
-            "le": lambda: col <= number,
-            "sa": lambda: col > number,
-            "eb": lambda: col < number,
-            "ap": lambda: and_(
-                col >= number - abs(number) * 0.1, col <= number + abs(number) * 0.1
-            ),
-        }
-        return tests[prefix]()
+        if prefix == "eq":
+            return sql(f"{col} >= ? AND {col} < ?", lo, hi)
+        if prefix == "ne":
+            return sql(f"({col} < ? OR {col} >= ?)", lo, hi)
+        if prefix == "ap":
+            return sql(
+                f"{col} >= ? AND {col} <= ?", number - abs(number) * 0.1, number + abs(number) * 0.1
+            )
+        operator = {"gt": ">", "lt": "<", "ge": ">=", "le": "<=", "sa": ">", "eb": "<"}[prefix]
+        return sql(f"{col} {operator} ?", number)
 
-    def _quantity_test(self, raw: str) -> ColumnElement[bool]:
+    def _quantity_test(self, raw: str) -> Sql:
         parts = split_values(raw, "|")
         number = parts[0]
         system = parts[1] if len(parts) > 1 and parts[1] else None
         code = "|".join(parts[2:]) if len(parts) > 2 and parts[2] else None
-        q = idx_quantity.c
         _, text = _prefix(number)
         if not _NUMBER_START.match(text):
             raise InvalidSearch(f"{raw!r} is not a quantity", code="value")
@@ -269,31 +271,32 @@ class Criteria:
             canon = canonical(1.0, code) if system in (None, "http://unitsofmeasure.org") else None
             if canon is not None:
                 return and_(
-                    q.canon_code == canon[1], self._number_test(q.canon_value, number, canon[0])
+                    sql("canon_code = ?", canon[1]),
+                    self._number_test("canon_value", number, canon[0]),
                 )
-            unit_test = or_(q.code == code, q.unit == code)
+            unit_test = sql("(code = ? OR unit = ?)", code, code)
             if system:
-                unit_test = and_(unit_test, q.system == system)
-            return and_(unit_test, self._number_test(q.value, number))
-        test = self._number_test(q.value, number)
-        return and_(q.system == system, test) if system else test
+                unit_test = and_(unit_test, sql("system = ?", system))
+            return and_(unit_test, self._number_test("value", number))
+        test = self._number_test("value", number)
+        return and_(sql("system = ?", system), test) if system else test
 
-    def _uri_rids(self, param: SearchParam, modifier: str, value: str) -> Select[Any]:
-        u = idx_uri.c
+    def _uri_rids(self, param: SearchParam, modifier: str, value: str) -> Sql:
         tests = []
         for item in split_values(value):
             if modifier == "below":
-                tests.append(u.uri.like(_escape_like(item) + "%", escape="\\"))
+                tests.append(_like("uri", _escape_like(item) + "%"))
             elif modifier == "above":
-                tests.append(literal(item).like(u.uri + "%"))
+                # The stored uri is a prefix of the searched one (no LIKE escaping of the column:
+                # '%' and '_' are rare in canonical URLs and only widen the match).
+                tests.append(sql("? LIKE (uri || ?)", item, "%"))
             elif modifier == "":
-                tests.append(u.uri == item)
+                tests.append(sql("uri = ?", item))
             else:
                 raise InvalidSearch(f"modifier :{modifier} is not supported on uri {param.code!r}")
-        return self._base(idx_uri, param.code).where(or_(*tests))
+        return self._base("idx_uri", param.code, or_(*tests))
 
-    def _reference_rids(self, param: SearchParam, modifier: str, value: str) -> Select[Any]:
-        r = idx_reference.c
+    def _reference_rids(self, param: SearchParam, modifier: str, value: str) -> Sql:
         tests = []
         type_filter = modifier if modifier and modifier[:1].isupper() else None
         if modifier and type_filter is None:
@@ -303,34 +306,33 @@ class Criteria:
         for item in split_values(value):
             if "://" in item or item.startswith("urn:"):
                 parts = item.rstrip("/").split("/")
-                test = r.url == item
+                test = sql("url = ?", item)
                 if len(parts) >= 2 and parts[-2][:1].isupper():
-                    test = or_(test, and_(r.target_type == parts[-2], r.target_id == parts[-1]))
+                    test = or_(test, sql("target_type = ? AND target_id = ?", parts[-2], parts[-1]))
                 tests.append(test)
                 continue
             pieces = item.split("/")
             if len(pieces) >= 2:
                 target_type, target_id = pieces[-2], pieces[-1]
                 if type_filter and type_filter != target_type:
-                    tests.append(false())
+                    tests.append(FALSE)
                     continue
-                tests.append(and_(r.target_type == target_type, r.target_id == target_id))
+                tests.append(sql("target_type = ? AND target_id = ?", target_type, target_id))
+            elif type_filter:
+                tests.append(sql("target_id = ? AND target_type = ?", item, type_filter))
             else:
-                test = r.target_id == item
-                if type_filter:
-                    test = and_(test, r.target_type == type_filter)
-                tests.append(test)
-        return self._base(idx_reference, param.code).where(or_(*tests))
+                tests.append(sql("target_id = ?", item))
+        return self._base("idx_reference", param.code, or_(*tests))
 
-    def _missing(self, rows: FromClause, param: SearchParam, value: str) -> ColumnElement[bool]:
+    def _missing(self, rows: str, param: SearchParam, value: str) -> Sql:
         if value not in ("true", "false"):
             raise InvalidSearch(f":missing takes true or false, not {value!r}", code="value")
         if param.type in ("composite", "special"):
             raise InvalidSearch(f":missing is not supported on {param.code!r}")
-        present = rows.c.rid.in_(self._base(INDEX_TABLES[param.type], param.code))
+        present = in_(f"{rows}.rid", self._base(index_table(param.type), param.code))
         return not_(present) if value == "true" else present
 
-    def _composite(self, rows: FromClause, param: SearchParam, value: str) -> ColumnElement[bool]:
+    def _composite(self, rows: str, param: SearchParam, value: str) -> Sql:
         alternatives = []
         for item in split_values(value):
             parts = split_values(item, "$")
@@ -339,7 +341,7 @@ class Criteria:
                     f"{param.code!r} takes {len(param.components)} $-separated values", code="value"
                 )
             tests = [
-                rows.c.rid.in_(self._rids(get_param(self.res_type, comp) or param, "", part))
+                in_(f"{rows}.rid", self._rids(get_param(self.res_type, comp) or param, "", part))
                 for comp, part in zip(param.components, parts, strict=True)
             ]
             alternatives.append(and_(*tests))
@@ -347,29 +349,29 @@ class Criteria:
 
     # -- chains and reverse chains --
 
-    def _chain(self, param: SearchParam, modifier: str, chain: str, value: str) -> Select[Any]:
+    def _chain(self, param: SearchParam, modifier: str, chain: str, value: str) -> Sql:
         if modifier and not modifier[:1].isupper():
             raise InvalidSearch(f"modifier :{modifier} cannot start a chain")
         targets = [modifier] if modifier else list(param.targets)
         if not targets:
             raise InvalidSearch(f"chain on {param.code!r} needs a type: {param.code}:Type.{chain}")
-        r = idx_reference.c
         tests = []
         for target in targets:
-            inner = Criteria(target)
             if get_param(target, chain.split(".")[0].split(":")[0]) is None and len(targets) > 1:
                 continue
-            target_rows = resources.alias()
-            ids = select(target_rows.c.res_id).where(
-                target_rows.c.res_type == target,
-                target_rows.c.rid.in_(inner.rid_subquery(chain, value)),
+            inner = Criteria(target, self.aliases).rid_subquery(chain, value)
+            t = self.aliases.next("t")
+            ids = Sql(
+                f"SELECT {t}.res_id FROM resources {t} WHERE {t}.res_type = ? "
+                f"AND {t}.rid IN ({inner.text})",
+                (target, *inner.params),
             )
-            tests.append(and_(r.target_type == target, r.target_id.in_(ids)))
+            tests.append(and_(sql("target_type = ?", target), in_("target_id", ids)))
         if not tests:
             raise InvalidSearch(f"no target type of {param.code!r} has a parameter {chain!r}")
-        return self._base(idx_reference, param.code).where(or_(*tests))
+        return self._base("idx_reference", param.code, or_(*tests))
 
-    def _has(self, name: str, value: str) -> Select[Any]:
+    def _has(self, name: str, value: str) -> Sql:
         parts = name.split(":", 3)
         if len(parts) < 4:
             raise InvalidSearch(f"{name!r}: _has takes _has:Type:reference:parameter")
@@ -379,20 +381,15 @@ class Criteria:
         ref_param = get_param(source_type, ref_code)
         if ref_param is None or ref_param.type != "reference":
             raise InvalidSearch(f"{source_type} has no reference parameter {ref_code!r}")
-        source = Criteria(source_type)
-        ref = idx_reference.c
-        ids = select(ref.target_id).where(
-            ref.res_type == source_type,
-            ref.param == ref_code,
-            ref.target_type == self.res_type,
-            ref.rid.in_(source.rid_subquery(rest, value)),
+        inner = Criteria(source_type, self.aliases).rid_subquery(rest, value)
+        ref = self.aliases.next("x")
+        own = self.aliases.next("o")
+        return Sql(
+            f"SELECT {own}.rid FROM resources {own} WHERE {own}.res_type = ? AND {own}.res_id IN "
+            f"(SELECT {ref}.target_id FROM idx_reference {ref} WHERE {ref}.res_type = ? "
+            f"AND {ref}.param = ? AND {ref}.target_type = ? AND {ref}.rid IN ({inner.text}))",
+            (self.res_type, source_type, ref_code, self.res_type, *inner.params),
         )
-        own = resources.alias()
-        return select(own.c.rid).where(own.c.res_type == self.res_type, own.c.res_id.in_(ids))
 
 
-def always() -> ColumnElement[bool]:
-    return true()
-
-
-__all__ = ["MAX_TIME", "MIN_TIME", "Criteria", "always", "split_values"]
+__all__ = ["Criteria", "index_table", "split_values"]

@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, func, or_, select
-from sqlalchemy.sql.expression import ColumnElement
+from sqlalchemy import Connection
 
 from hub.fhir.errors import InvalidSearch
-from hub.search.criteria import Criteria
+from hub.search.criteria import Criteria, index_table
 from hub.search.definitions import get_param
 from hub.search.includes import collect_includes
-from hub.store.schema import INDEX_TABLES, MAX_TIME, MIN_TIME, resources
+from hub.search.sql import Aliases, Sql, and_, execute, join, or_, sql
+from hub.store.schema import MAX_TIME, MIN_TIME
 
 _RESULT_PARAMS = {
     "_count",
@@ -44,6 +44,8 @@ _SORT_COLUMN = {
     "quantity": "value",
     "uri": "uri",
 }
+# The alias of ``resources`` in every search statement.
+_ROWS = "r"
 
 
 @dataclass
@@ -61,20 +63,20 @@ class SearchResult:
 
 @dataclass
 class _Sort:
-    expression: Any
+    expression: Sql
     descending: bool
 
 
 def _criteria_conditions(
-    res_type: str | None, params: list[tuple[str, str]], rows: Any, *, lenient: bool
-) -> tuple[list[ColumnElement[bool]], list[tuple[str, str]], list[str]]:
-    crit = Criteria(res_type)
+    res_type: str | None, params: list[tuple[str, str]], *, lenient: bool
+) -> tuple[list[Sql], list[tuple[str, str]], list[str]]:
+    crit = Criteria(res_type, Aliases())
     conditions, used, unknown = [], [], []
     for name, value in params:
         if name in _RESULT_PARAMS:
             continue
         try:
-            conditions.append(crit.condition(rows, name, value))
+            conditions.append(crit.condition(_ROWS, name, value))
         except InvalidSearch as exc:
             code = name.split(":")[0].split(".")[0]
             if lenient and not name.startswith("_has") and get_param(res_type, code) is None:
@@ -85,49 +87,44 @@ def _criteria_conditions(
     return conditions, used, unknown
 
 
-def _base_query(res_type: str | None, rows: Any) -> Any:
-    query = select(rows.c.rid, rows.c.res_type, rows.c.res_id, rows.c.content).where(
-        rows.c.deleted.is_(False)
-    )
+def _where(res_type: str | None, conditions: list[Sql]) -> Sql:
+    base = [sql(f"NOT {_ROWS}.deleted")]
     if res_type is not None:
-        query = query.where(rows.c.res_type == res_type)
-    return query
+        base.insert(0, sql(f"{_ROWS}.res_type = ?", res_type))
+    return and_(*base, *conditions)
 
 
 def find_matches(
     conn: Connection, res_type: str, params: list[tuple[str, str]], *, limit: int = 2
 ) -> list[tuple[int, str]]:
     """Resources matching conditional criteria (strict: unknown parameters are errors)."""
-    rows = resources.alias("r")
-    conditions, _, _ = _criteria_conditions(res_type, params, rows, lenient=False)
+    conditions, _, _ = _criteria_conditions(res_type, params, lenient=False)
     if not conditions:
         raise InvalidSearch("conditional criteria need at least one search parameter")
-    query = (
-        select(rows.c.rid, rows.c.res_id)
-        .where(rows.c.res_type == res_type, rows.c.deleted.is_(False), *conditions)
-        .limit(limit)
+    where = _where(res_type, conditions)
+    query = Sql(
+        f"SELECT {_ROWS}.rid, {_ROWS}.res_id FROM resources {_ROWS} WHERE {where.text} LIMIT ?",
+        (*where.params, limit),
     )
-    return [(r.rid, r.res_id) for r in conn.execute(query)]
+    return [(r[0], r[1]) for r in execute(conn, query)]
 
 
-def _sorts(res_type: str | None, spec: str, rows: Any) -> list[_Sort]:
+def _sorts(res_type: str | None, spec: str) -> list[_Sort]:
     sorts = []
-    for raw in [s for s in spec.split(",") if s]:
+    for i, raw in enumerate(s for s in spec.split(",") if s):
         descending = raw.startswith("-")
         code = raw.lstrip("-")
         if code == "_id":
-            sorts.append(_Sort(rows.c.res_id, descending))
+            sorts.append(_Sort(sql(f"{_ROWS}.res_id"), descending))
             continue
         if code == "_lastUpdated":
-            sorts.append(_Sort(rows.c.last_updated, descending))
+            sorts.append(_Sort(sql(f"{_ROWS}.last_updated"), descending))
             continue
         param = get_param(res_type, code)
         if param is None or param.type not in _SORT_COLUMN:
             raise InvalidSearch(f"cannot sort by {code!r}")
-        table = INDEX_TABLES[param.type]
-        column = table.c[_SORT_COLUMN[param.type]]
-        agg = func.max(column) if descending else func.min(column)
-        key = select(agg).where(table.c.rid == rows.c.rid, table.c.param == code).scalar_subquery()
+        alias = f"s{i}"
+        agg = "max" if descending else "min"
         is_text = param.type in ("string", "token", "uri")
         # Resources without a value sort last in either direction.
         missing = (
@@ -135,7 +132,14 @@ def _sorts(res_type: str | None, spec: str, rows: Any) -> list[_Sort]:
             if is_text
             else (MIN_TIME if descending else MAX_TIME)
         )
-        sorts.append(_Sort(func.coalesce(key, missing), descending))
+        key = sql(
+            f"coalesce((SELECT {agg}({alias}.{_SORT_COLUMN[param.type]}) "
+            f"FROM {index_table(param.type)} {alias} "
+            f"WHERE {alias}.rid = {_ROWS}.rid AND {alias}.param = ?), ?)",
+            code,
+            missing,
+        )
+        sorts.append(_Sort(key, descending))
     return sorts
 
 
@@ -157,23 +161,27 @@ def _decode_cursor(token: str, n_keys: int) -> tuple[str, list[Any], int]:
     return direction, keys, rid
 
 
-def _seek(sorts: list[_Sort], rows: Any, keys: list[Any], rid: int, forward: bool) -> Any:
+def _seek(sorts: list[_Sort], keys: list[Any], rid: int, forward: bool) -> Sql:
     """Rows strictly after (forward) or before the position (keys, rid) in the sort order."""
-    exprs = [s.expression for s in sorts] + [rows.c.rid]
+    exprs = [s.expression for s in sorts] + [sql(f"{_ROWS}.rid")]
     descs = [s.descending for s in sorts] + [False]
     values = [*keys, rid]
     clauses = []
     for i, (expr, desc) in enumerate(zip(exprs, descs, strict=True)):
-        after = (expr < values[i]) if (desc == forward) else (expr > values[i])
-        equal_prefix = [exprs[j] == values[j] for j in range(i)]
+        op = "<" if desc == forward else ">"
+        after = Sql(f"{expr.text} {op} ?", (*expr.params, values[i]))
+        equal_prefix = [
+            Sql(f"{exprs[j].text} = ?", (*exprs[j].params, values[j])) for j in range(i)
+        ]
         clauses.append(and_(*equal_prefix, after))
     return or_(*clauses)
 
 
-def _order(sorts: list[_Sort], rows: Any, forward: bool) -> list[Any]:
-    order = [s.expression.desc() if s.descending == forward else s.expression.asc() for s in sorts]
-    order.append(rows.c.rid.asc() if forward else rows.c.rid.desc())
-    return order
+def _order(sorts: list[_Sort], forward: bool) -> str:
+    """ORDER BY over the select list's sort-key labels (k0, k1, ...) and rid."""
+    order = [f"k{i} {'DESC' if s.descending == forward else 'ASC'}" for i, s in enumerate(sorts)]
+    order.append(f"{_ROWS}.rid {'ASC' if forward else 'DESC'}")
+    return ", ".join(order)
 
 
 def _control(params: list[tuple[str, str]], name: str) -> list[str]:
@@ -189,8 +197,7 @@ def search(
     default_count: int = 20,
     max_count: int = 1000,
 ) -> SearchResult:
-    rows = resources.alias("r")
-    conditions, used, unknown = _criteria_conditions(res_type, params, rows, lenient=lenient)
+    conditions, used, unknown = _criteria_conditions(res_type, params, lenient=lenient)
     count = default_count
     counts = _control(params, "_count")
     if counts:
@@ -206,7 +213,7 @@ def search(
     elements_raw = _control(params, "_elements")
     elements = [e for v in elements_raw for e in v.split(",") if e] or None
     sort_spec = ",".join(_control(params, "_sort"))
-    sorts = _sorts(res_type, sort_spec, rows)
+    sorts = _sorts(res_type, sort_spec)
 
     control = [
         (k, v)
@@ -214,7 +221,7 @@ def search(
         if k in _RESULT_PARAMS and k not in ("_cursor", "_format", "_pretty")
     ]
     self_params = used + control
-    base = _base_query(res_type, rows).where(*conditions)
+    where = _where(res_type, conditions)
     result = SearchResult(
         [], self_params=self_params, summary=summary, elements=elements, unknown=unknown
     )
@@ -226,10 +233,10 @@ def search(
         or bool(_control(params, "_totalMethod"))
     )
     if want_total:
-        count_query = select(func.count()).select_from(
-            base.with_only_columns(rows.c.rid).subquery()
+        count_query = Sql(
+            f"SELECT count(*) FROM resources {_ROWS} WHERE {where.text}", where.params
         )
-        result.total = conn.execute(count_query).scalar_one()
+        result.total = int(execute(conn, count_query)[0][0])
     if summary == "count" or count == 0:
         return result
 
@@ -239,19 +246,32 @@ def search(
         direction, keys, rid = _decode_cursor(cursor, len(sorts))
         forward = direction == "n"
         position = (keys, rid)
-    query = base.add_columns(*(s.expression.label(f"k{i}") for i, s in enumerate(sorts)))
     if position is not None:
-        query = query.where(_seek(sorts, rows, position[0], position[1], forward))
-    query = query.order_by(*_order(sorts, rows, forward)).limit(count + 1)
-    fetched = conn.execute(query).all()
+        where = and_(where, _seek(sorts, position[0], position[1], forward))
+    columns = join(
+        ", ",
+        [
+            sql(f"{_ROWS}.rid, {_ROWS}.res_type, {_ROWS}.res_id, {_ROWS}.content"),
+            *(
+                Sql(f"{s.expression.text} AS k{i}", s.expression.params)
+                for i, s in enumerate(sorts)
+            ),
+        ],
+    )
+    query = Sql(
+        f"SELECT {columns.text} FROM resources {_ROWS} WHERE {where.text} "
+        f"ORDER BY {_order(sorts, forward)} LIMIT ?",
+        (*columns.params, *where.params, count + 1),
+    )
+    fetched = execute(conn, query)
     more = len(fetched) > count
     page = fetched[:count]
     if not forward:
         page.reverse()
-    result.matches = [(r.res_type, r.res_id, r.content) for r in page]
+    result.matches = [(r[1], r[2], r[3]) for r in page]
 
     def key_of(row: Any) -> list[Any]:
-        return [row._mapping[f"k{i}"] for i in range(len(sorts))]
+        return list(row[4 : 4 + len(sorts)])
 
     if page:
         has_next = more if forward else True
@@ -260,13 +280,13 @@ def search(
             last = page[-1]
             result.next_params = [
                 *self_params,
-                ("_cursor", _encode_cursor("n", key_of(last), last.rid)),
+                ("_cursor", _encode_cursor("n", key_of(last), last[0])),
             ]
         if has_prev:
             first = page[0]
             result.prev_params = [
                 *self_params,
-                ("_cursor", _encode_cursor("p", key_of(first), first.rid)),
+                ("_cursor", _encode_cursor("p", key_of(first), first[0])),
             ]
     if result.total is None and position is None and not more:
         result.total = len(page)
@@ -276,7 +296,7 @@ def search(
     if (includes or revincludes) and page:
         result.includes = collect_includes(
             conn,
-            [(r.res_type, r.res_id, r.rid) for r in page],
+            [(r[1], r[2], r[0]) for r in page],
             includes,
             revincludes,
         )

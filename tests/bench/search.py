@@ -1,6 +1,7 @@
 """Search benchmark: the hub's search against hand-written indexed SQL for the same answer.
 
-    .venv/bin/python -m tests.bench.search [--db URL] [--scale 1.0] [--queries 300] [--explain]
+    .venv/bin/python -m tests.bench.search [--db URL [--no-load]] [--scale 1.0] [--queries 300]
+        [--explain]
 
 Loads ``scale`` × (100k Patients, 200k DiagnosticReports, 1M Observations) through the hub's
 own store (the repository Writer: JSON, history and index rows, as every write path does; in
@@ -264,11 +265,16 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--explain", action="store_true")
+    parser.add_argument(
+        "--no-load", action="store_true", help="with --db: measure data loaded by an earlier run"
+    )
     args = parser.parse_args()
     patients = int(100_000 * args.scale)
 
     def run(url: str) -> dict[str, Any]:
         upgrade(url)
+        if args.no_load and args.db:
+            return measure(url, patients, args.queries, args.explain)
         total, seconds = load(url, patients)
         print(
             f"loaded {total:,} resources in {seconds:,.0f} s ({total / seconds:,.0f}/s) "

@@ -318,3 +318,25 @@ def test_unknown_parameters_strict_and_lenient(
     assert outcome
     assert client.get("/fhir/Patient", params={"_count": "x"}).status_code == 400
     assert client.get("/fhir/Patient", params={"_cursor": "bm9wZQ"}).status_code == 400
+
+
+def test_values_with_sql_and_like_characters_are_data(client: TestClient) -> None:
+    """Searches are built as SQL text: every value must stay a bound parameter, and LIKE's
+    own wildcards in a value must match only themselves."""
+    odd = create(
+        client,
+        {
+            "resourceType": "Patient",
+            "identifier": [{"system": MRN, "value": "A?%_'; --"}],
+            "name": [{"family": "O'Hara_50%?", "given": ["x"]}],
+        },
+    )
+    plain = create(client, {"resourceType": "Patient", "name": [{"family": "OXHaraX50"}]})
+    assert ids(find(client, "Patient", identifier=f"{MRN}|A?%_'; --")) == [odd["id"]]
+    assert ids(find(client, "Patient", family="O'Hara_50%")) == [odd["id"]]
+    assert ids(find(client, "Patient", **{"family:contains": "_50%?"})) == [odd["id"]]
+    assert ids(find(client, "Patient", **{"family:exact": "O'Hara_50%?"})) == [odd["id"]]
+    assert ids(find(client, "Patient", family="OXHaraX")) == [plain["id"]]
+    assert ids(find(client, "Patient", _id=f"{odd['id']},{plain['id']}", _sort="_id")) == sorted(
+        [odd["id"], plain["id"]]
+    )
