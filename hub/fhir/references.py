@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,36 +85,40 @@ def conditional_reference(reference: str) -> tuple[str, str] | None:
     return (match.group(1), match.group(2)) if match else None
 
 
-def find_references(node: Any, path: str) -> Iterator[tuple[dict[str, Any], str, str]]:
+def find_references(node: Any, path: str) -> list[tuple[dict[str, Any], str, str]]:
     """Every string ``reference`` as (holder, key, FHIRPath of the Reference), depth first.
 
     Walks the whole tree, so references in contained resources, nested backbone elements and
     extension values (``valueReference``) are all found.  The caller rewrites ``holder[key]``.
     The path is only formatted for the references found: this runs for every written resource.
     """
-    trail: list[str] = [path]
-    yield from _walk_references(node, trail)
+    found: list[tuple[dict[str, Any], str, str]] = []
+    _walk_references(node, [path], found)
+    return found
 
 
-def _walk_references(node: Any, trail: list[str]) -> Iterator[tuple[dict[str, Any], str, str]]:
+def _walk_references(
+    node: Any, trail: list[str], found: list[tuple[dict[str, Any], str, str]]
+) -> None:
     if isinstance(node, dict):
         if isinstance(node.get("reference"), str):
-            yield node, "reference", "".join(trail)
+            found.append((node, "reference", "".join(trail)))
         for key, value in node.items():
             if isinstance(value, dict | list):
                 trail.append("." + key)
-                yield from _walk_references(value, trail)
+                _walk_references(value, trail, found)
                 trail.pop()
     elif isinstance(node, list):
         for i, item in enumerate(node):
             if isinstance(item, dict | list):
                 trail.append(f"[{i}]")
-                yield from _walk_references(item, trail)
+                _walk_references(item, trail, found)
                 trail.pop()
 
 
-def patch_references(operations: list[Any], path: str) -> Iterator[tuple[dict[str, Any], str, str]]:
+def patch_references(operations: list[Any], path: str) -> list[tuple[dict[str, Any], str, str]]:
     """References inside JSON Patch values, also ``{"path": ".../reference", "value": "..."}``."""
+    found: list[tuple[dict[str, Any], str, str]] = []
     for i, op in enumerate(operations):
         if not isinstance(op, dict):
             continue
@@ -123,9 +126,10 @@ def patch_references(operations: list[Any], path: str) -> Iterator[tuple[dict[st
         op_path = f"{path}[{i}].value"
         if isinstance(op.get("path"), str) and op["path"].endswith("/reference"):
             if isinstance(value, str):
-                yield op, "value", op_path
+                found.append((op, "value", op_path))
         elif isinstance(value, dict | list):
-            yield from find_references(value, op_path)
+            found.extend(find_references(value, op_path))
+    return found
 
 
 # --- entries ---
@@ -148,6 +152,7 @@ class Entry:
     res_id: str | None = None  # id of the resource this entry writes, once known
     matched: Result | None = None  # a conditional create that found its resource
     same_as: int | None = None  # an earlier POST of this Bundle with the same If-None-Exist
+    references: list[tuple[dict[str, Any], str, str]] | None = None  # see entry_references
 
     @property
     def path(self) -> str:
@@ -193,8 +198,12 @@ def _text(request: dict[str, Any], key: str, path: str) -> str | None:
     return value
 
 
-def prepare_entry(index: int, raw: Any, base: str) -> Entry:
-    """Check one entry's structure and parse its request; no database work."""
+def prepare_entry(index: int, raw: Any, base: str, *, copy: bool = True) -> Entry:
+    """Check one entry's structure and parse its request; no database work.
+
+    ``copy=False`` when the caller already holds its own copy of the entries (a transaction
+    copies the whole Bundle at once, which is cheaper than entry by entry).
+    """
     path = f"Bundle.entry[{index}]"
     if not isinstance(raw, dict):
         raise BadRequest(f"{path} is not an object", code="structure", expression=[path])
@@ -234,7 +243,7 @@ def prepare_entry(index: int, raw: Any, base: str) -> Entry:
         url,
         target,
         full_url,
-        _copy(raw.get("resource")),
+        copy_json(raw.get("resource")) if copy else raw.get("resource"),
         if_match=_text(request, "ifMatch", path),
         if_none_match=_text(request, "ifNoneMatch", path),
         if_modified_since=_text(request, "ifModifiedSince", path),
@@ -302,12 +311,16 @@ def _patch_operations(resource: Any, path: str) -> list[Any]:
     return operations
 
 
-def entry_references(entry: Entry) -> Iterator[tuple[dict[str, Any], str, str]]:
-    if entry.patch_ops is not None:
-        return patch_references(entry.patch_ops, f"{entry.path}.resource.data")
-    if entry.method in ("POST", "PUT"):
-        return find_references(entry.resource, f"{entry.path}.resource")
-    return iter(())
+def entry_references(entry: Entry) -> list[tuple[dict[str, Any], str, str]]:
+    """The entry's references, found once: locking and rewriting both need them."""
+    if entry.references is None:
+        if entry.patch_ops is not None:
+            entry.references = patch_references(entry.patch_ops, f"{entry.path}.resource.data")
+        elif entry.method in ("POST", "PUT"):
+            entry.references = find_references(entry.resource, f"{entry.path}.resource")
+        else:
+            entry.references = []
+    return entry.references
 
 
 def lock_keys_for(entries: list[Entry]) -> list[str]:
@@ -379,7 +392,7 @@ def locate_error(exc: FhirError, entry: Entry) -> FhirError:
     return type(exc)(issues[0].diagnostics, issues=issues, status=exc.status, code=exc.code)
 
 
-def _copy(value: Any) -> Any:
+def copy_json(value: Any) -> Any:
     """A deep copy of JSON data; an orjson round trip is ~10x faster than copy.deepcopy."""
     if value is None:
         return None

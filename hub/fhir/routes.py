@@ -122,7 +122,10 @@ async def system_bundle(request: Request) -> Response:
     _check_format(request)
     bundle = await _body(request)
     engine, base = _engine(request), base_url(request)
-    response = await run_in_threadpool(process_bundle, engine, bundle, base_url=base)
+    prefer = prefer_value(request.headers.get("prefer"), "return")
+    response = await run_in_threadpool(
+        process_bundle, engine, bundle, base_url=base, prefer_return=prefer
+    )
     return fhir_response(200, response)
 
 

@@ -37,6 +37,7 @@ from hub.fhir.references import (
     check_full_urls,
     check_overlaps,
     conditional_reference,
+    copy_json,
     entry_references,
     is_placeholder,
     locate_error,
@@ -57,32 +58,45 @@ _ATTEMPTS = 3
 _FORMAT_PARAMS = ("_format", "_pretty")
 
 
-def process_bundle(engine: Engine, bundle: Any, *, base_url: str) -> dict[str, Any]:
+def process_bundle(
+    engine: Engine, bundle: Any, *, base_url: str, prefer_return: str | None = None
+) -> dict[str, Any]:
     """Process a transaction or batch Bundle; return its response Bundle.
 
-    A failed transaction raises the failing entry's FhirError and writes nothing.
+    A failed transaction raises the failing entry's FhirError and writes nothing.  The caller's
+    Bundle is never changed.  ``prefer_return`` (the request's ``Prefer: return=``) applies to
+    every entry: ``minimal`` and ``OperationOutcome`` leave the resources out of the response.
     """
     kind, raw_entries = parse_envelope(bundle)
     base = base_url.rstrip("/")
+    with_resources = prefer_return not in ("minimal", "OperationOutcome")
     if kind == "transaction":
-        entries = _retrying(lambda: _transaction(engine, raw_entries, base))
+        # Each attempt rewrites references in its own copy of the whole Bundle (one orjson
+        # round trip, far cheaper than copying entry by entry), so a retry starts clean.
+        entries = _retrying(
+            lambda: _transaction(engine, copy_json(raw_entries), base, with_resources)
+        )
         return _response_bundle("transaction-response", entries)
-    answers = [_batch_entry(engine, i, raw, base) for i, raw in enumerate(raw_entries)]
+    answers = [
+        _batch_entry(engine, i, raw, base, with_resources) for i, raw in enumerate(raw_entries)
+    ]
     return _response_bundle("batch-response", answers)
 
 
 # --- transaction -----------------------------------------------------------------------------
 
 
-def _transaction(engine: Engine, raw_entries: list[Any], base: str) -> list[dict[str, Any]]:
-    entries = [prepare_entry(i, raw, base) for i, raw in enumerate(raw_entries)]
+def _transaction(
+    engine: Engine, raw_entries: list[Any], base: str, with_resources: bool
+) -> list[dict[str, Any]]:
+    entries = [prepare_entry(i, raw, base, copy=False) for i, raw in enumerate(raw_entries)]
     check_full_urls(entries)
     with engine.begin() as conn:
         unit = Unit.on(conn)
         lock_keys(conn, lock_keys_for(entries))
         results = _run(unit, entries, base)
         unit.writer.flush()
-    return [_response_entry(e, results[e.index], base) for e in entries]
+    return [_response_entry(e, results[e.index], base, with_resources) for e in entries]
 
 
 def _run(unit: Unit, entries: list[Entry], base: str) -> dict[int, Result]:
@@ -314,7 +328,9 @@ def _not_modified(stored: StoredResource, e: Entry) -> bool:
 # --- batch -----------------------------------------------------------------------------------
 
 
-def _batch_entry(engine: Engine, index: int, raw: Any, base: str) -> dict[str, Any]:
+def _batch_entry(
+    engine: Engine, index: int, raw: Any, base: str, with_resources: bool
+) -> dict[str, Any]:
     def attempt() -> dict[str, Any]:
         entry = prepare_entry(index, raw, base)
         if entry.method in READS:
@@ -328,7 +344,7 @@ def _batch_entry(engine: Engine, index: int, raw: Any, base: str) -> dict[str, A
                 lock_keys(conn, lock_keys_for([entry]))
                 result = _run(unit, [entry], base)[index]
                 unit.writer.flush()
-        return _response_entry(entry, result, base)
+        return _response_entry(entry, result, base, with_resources)
 
     try:
         return _retrying(attempt)
@@ -372,13 +388,17 @@ def _status(code: int) -> str:
         return str(code)
 
 
-def _response_entry(e: Entry, result: Result, base: str) -> dict[str, Any]:
+def _response_entry(
+    e: Entry, result: Result, base: str, with_resources: bool = True
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     response: dict[str, Any] = {"status": _status(result.status)}
     stored = result.stored
     if stored is not None:
         out["fullUrl"] = f"{base}/{stored.res_type}/{stored.res_id}"
-        if e.method != "HEAD" and stored.content is not None:
+        # Reads always answer with the resource; writes only when representation is asked.
+        wanted = with_resources or e.method in READS
+        if wanted and e.method != "HEAD" and stored.content is not None:
             out["resource"] = orjson.loads(stored.content)
         if e.method in ("POST", "PUT", "PATCH"):
             response["location"] = f"{stored.res_type}/{stored.res_id}/_history/{stored.version_id}"

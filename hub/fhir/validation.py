@@ -15,6 +15,7 @@ import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from hub.fhir import element_memo
 from hub.fhir.errors import BadRequest, Issue, Unprocessable
 
 # The resource types the hub serves (issue 2); CapabilityStatement lists exactly these.
@@ -164,6 +165,7 @@ def check_id(res_id: str) -> None:
 
 @cache
 def _model(res_type: str) -> Any:
+    element_memo.install()
     return get_fhir_model_class(res_type)
 
 
@@ -213,8 +215,10 @@ def validate_resource(data: Any, expected_type: str | None = None) -> dict[str, 
                 code="code-invalid",
                 expression=[f"{res_type}.{element}"],
             )
+    model = _model(res_type)
     try:
-        _model(res_type).model_validate(data)
+        with element_memo.validating():
+            model.model_validate(data)
     except ValidationError as exc:
         issues = [
             Issue(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import UTC, datetime, timedelta, timezone
+from functools import lru_cache
 
 from hub.store.schema import MAX_TIME, MIN_TIME
 
@@ -28,6 +29,9 @@ class DateFormatError(ValueError):
     """A date, dateTime or instant that is not valid FHIR."""
 
 
+# Both are pure and see the same few values again and again (codes' displays, a report's
+# dates repeated on each of its results): cached, they cost a dict lookup on the write path.
+@lru_cache(maxsize=65_536)
 def normalize_string(value: str) -> str:
     """Fold a string for FHIR's default string matching: case- and accent-insensitive.
 
@@ -60,6 +64,7 @@ def _add_months(moment: datetime, months: int) -> datetime:
     return moment.replace(year=total // 12, month=total % 12 + 1)
 
 
+@lru_cache(maxsize=65_536)
 def date_range(text: str, default_tz: timezone = DEFAULT_TZ) -> tuple[int, int]:
     """The implied range ``[lo, hi)`` of a FHIR date/dateTime/instant, in µs since epoch UTC.
 
