@@ -603,6 +603,27 @@ def test_post_transaction_to_the_base_url(client: TestClient) -> None:
     }
 
 
+def test_prefer_minimal_leaves_resources_out_of_write_entries(client: TestClient) -> None:
+    p = urn()
+    body = bundle(
+        entry("POST", "Patient", patient("HTTP-MIN"), fullUrl=p),
+        entry("POST", "Observation", observation(p)),
+        entry("GET", f"Patient?identifier={MRN}|HTTP-MIN"),
+    )
+    headers = {"Content-Type": FHIR, "Prefer": "return=minimal"}
+    res = client.post("/fhir", content=orjson.dumps(body), headers=headers)
+    assert res.status_code == 200, res.text
+    created, observed, searched = res.json()["entry"]
+    for answer in (created, observed):
+        assert "resource" not in answer
+        assert answer["response"]["status"].startswith("201")
+        assert answer["response"]["location"].count("/_history/") == 1
+    # A read in the same Bundle still answers with what it read.
+    assert searched["resource"]["total"] == 1
+    pid = created["response"]["location"].split("/")[1]
+    assert searched["resource"]["entry"][0]["resource"]["id"] == pid
+
+
 def test_failed_transaction_over_http_is_the_entrys_outcome(client: TestClient) -> None:
     body = bundle(
         entry("POST", "Patient", patient("HTTP-2")),
