@@ -15,6 +15,7 @@ UNKNOWN_KEY_IDENTIFIER = "204"
 DUPLICATE_KEY_IDENTIFIER = "205"
 APPLICATION_INTERNAL_ERROR = "207"
 
+
 class HL7ParseError(ValueError):
     """The message cannot be read; the location is what ERR-2 reports."""
 

@@ -1,0 +1,155 @@
+"""The community and its feeds, read from profiles/ (data, not code).
+
+A feed is identified by the sending facility (MSH-4), which names the member; MSH-3 (the
+sending application) is recorded, and only checked when the member lists its applications and
+``strict_applications`` is set.  Identifier systems follow one pattern per member
+(``{identifierBase}/{member}/{mrn|visit|placer|filler|obx}``), so an assigning authority in
+CX-4 (``XRMYY``) names the system directly: the lab centre can report under the lead hospital's
+MRN.  Each member's local codes reach LOINC through its ConceptMap.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import timedelta, timezone
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+PROFILES = Path(__file__).resolve().parents[2] / "profiles"
+DEFAULT_COMMUNITY = PROFILES / "community" / "community.json"
+IDENTIFIER_KINDS = ("mrn", "visit", "placer", "filler", "obx", "diagnosis", "procedure", "specimen")
+
+
+@dataclass(frozen=True)
+class Coding:
+    system: str
+    code: str
+    display: str | None = None
+
+    def as_fhir(self) -> dict[str, str]:
+        out = {"system": self.system, "code": self.code}
+        if self.display:
+            out["display"] = self.display
+        return out
+
+
+@dataclass(frozen=True)
+class Member:
+    code: str  # MSH-4 and CX-4 value, and the Organization's id
+    name: str
+    kind: str  # lead-hospital, lab-centre, imaging-centre, hospital, township-centre, ...
+    division: str  # 行政区划代码 of its seat
+    identifier_base: str
+    applications: tuple[str, ...] = ()
+    charset: str = "UTF-8"
+    part_of: str | None = None
+    concept_map: str | None = None
+    feeds: bool = True
+
+    def system(self, kind: str) -> str:
+        """The identifier system of this member's ``kind`` numbers (mrn, visit, placer, ...)."""
+        if kind not in IDENTIFIER_KINDS:
+            raise KeyError(kind)
+        return f"{self.identifier_base}/{self.code}/{kind}"
+
+    @property
+    def reference(self) -> str:
+        return f"Organization/{self.code}"
+
+    @property
+    def local_code_system(self) -> str:
+        return f"https://ygt.example.org/fhir/CodeSystem/local/{self.code}"
+
+
+@dataclass(frozen=True)
+class Community:
+    id: str
+    name: str
+    hub_application: str
+    hub_facility: str
+    identifier_base: str
+    tz: timezone
+    resident_id_system: str
+    ehealth_card_system: str
+    insurance_card_system: str
+    members: dict[str, Member]
+    # Per member code: local code → standard coding (from the member's ConceptMap).
+    code_maps: dict[str, dict[str, Coding]] = field(default_factory=dict)
+
+    def member(self, code: str) -> Member | None:
+        return self.members.get(code.strip().upper()) if code else None
+
+    def system_for_authority(self, authority: str, kind: str) -> str | None:
+        """CX-4 / EI namespace → identifier system, when the authority is a known member."""
+        member = self.member(authority)
+        return member.system(kind) if member else None
+
+    def standard_coding(self, member_code: str, local_code: str) -> Coding | None:
+        return self.code_maps.get(member_code, {}).get(local_code)
+
+
+def _tz(text: str) -> timezone:
+    sign = -1 if text.startswith("-") else 1
+    hours, _, minutes = text.lstrip("+-").partition(":")
+    return timezone(sign * timedelta(hours=int(hours), minutes=int(minutes or 0)))
+
+
+def _code_map(path: Path) -> dict[str, Coding]:
+    """A FHIR ConceptMap file → {local code: target coding} (equivalent/wider/equal targets)."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    out: dict[str, Coding] = {}
+    for group in data.get("group", []):
+        target_system = group.get("target")
+        for element in group.get("element", []):
+            for target in element.get("target", []):
+                if target.get("equivalence", "equivalent") in ("unmatched", "disjoint"):
+                    continue
+                out[element["code"]] = Coding(target_system, target["code"], target.get("display"))
+                break
+    return out
+
+
+def load_community(path: Path | str = DEFAULT_COMMUNITY) -> Community:
+    path = Path(path)
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    base = data["identifierBase"].rstrip("/")
+    members = {}
+    code_maps = {}
+    for raw in data["members"]:
+        member = Member(
+            code=raw["code"],
+            name=raw["name"],
+            kind=raw["kind"],
+            division=raw.get("division", ""),
+            identifier_base=base,
+            applications=tuple(raw.get("applications", ())),
+            charset=raw.get("charset", "UTF-8"),
+            part_of=raw.get("partOf"),
+            concept_map=raw.get("conceptMap"),
+            feeds=raw.get("feeds", True),
+        )
+        members[member.code] = member
+        if member.concept_map:
+            code_maps[member.code] = _code_map(
+                path.parent / "concept-maps" / f"{member.concept_map}.json"
+            )
+    return Community(
+        id=data["id"],
+        name=data["name"],
+        hub_application=data["hub"]["application"],
+        hub_facility=data["hub"]["facility"],
+        identifier_base=base,
+        tz=_tz(data.get("timezone", "+08:00")),
+        resident_id_system=data["residentIdSystem"],
+        ehealth_card_system=data["eHealthCardSystem"],
+        insurance_card_system=data["insuranceCardSystem"],
+        members=members,
+        code_maps=code_maps,
+    )
+
+
+@cache
+def demo_community() -> Community:
+    return load_community(DEFAULT_COMMUNITY)
