@@ -19,7 +19,18 @@ from typing import Any
 
 PROFILES = Path(__file__).resolve().parents[2] / "profiles"
 DEFAULT_COMMUNITY = PROFILES / "community" / "community.json"
-IDENTIFIER_KINDS = ("mrn", "visit", "placer", "filler", "obx", "diagnosis", "procedure", "specimen")
+IDENTIFIER_KINDS = (
+    "mrn",
+    "visit",
+    "placer",
+    "filler",
+    "obx",
+    "diagnosis",
+    "procedure",
+    "specimen",
+    "location",
+    "practitioner",
+)
 
 
 @dataclass(frozen=True)
