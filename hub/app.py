@@ -12,9 +12,11 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from adapters.feeds.config import demo_community, load_community
 from hub import __version__
 from hub.config import Settings, load_settings
 from hub.db import make_engine
+from hub.feeds.routes import router as feeds_router
 from hub.fhir.errors import Conflict, FhirError, Issue, operation_outcome
 from hub.fhir.responses import error_response, fhir_response
 from hub.fhir.routes import router as fhir_router
@@ -43,7 +45,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = make_engine(
         settings.db_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
     )
+    app.state.community = (
+        load_community(settings.community) if settings.community else demo_community()
+    )
     app.include_router(fhir_router)
+    app.include_router(feeds_router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -28,16 +28,31 @@ def serve(
     db: DbOption = None,
     config: ConfigOption = None,
     workers: Annotated[int, typer.Option(help="HTTP worker processes")] = 1,
+    mllp_port: Annotated[
+        int | None, typer.Option("--mllp-port", help="Listen for HL7 v2 over MLLP on this port")
+    ] = None,
+    mllp_host: Annotated[
+        str | None, typer.Option("--mllp-host", help="MLLP listen address")
+    ] = None,
+    feed_worker: Annotated[
+        bool, typer.Option(help="Apply inbox messages in this process (the default)")
+    ] = True,
 ) -> None:
-    """Migrate the store to the latest schema and serve the FHIR API at /fhir."""
+    """Migrate the store to the latest schema and serve the FHIR API at /fhir.
+
+    With --mllp-port the HL7 v2 listener runs too; the inbox worker runs unless --no-feed-worker.
+    """
     import os
 
     import uvicorn
 
     from hub.store.migrate import upgrade
 
-    settings = load_settings(config, db_url=db, host=host, port=port)
+    settings = load_settings(
+        config, db_url=db, host=host, port=port, mllp_port=mllp_port, mllp_host=mllp_host
+    )
     upgrade(settings.db_url)
+    feeds = _feed_service(settings) if feed_worker or settings.mllp_port else None
     # Worker processes rebuild the settings from the environment.
     os.environ["HUB_DB_URL"] = settings.db_url
     if settings.config:
@@ -46,21 +61,48 @@ def serve(
         f"[green]hub[/] FHIR R4 at http://{settings.host}:{settings.port}/fhir "
         f"(store: {_redact(settings.db_url)})"
     )
-    uvicorn.run(
-        "hub.asgi:app" if workers > 1 else _app(settings),
-        host=settings.host,
-        port=settings.port,
-        workers=workers,
-        log_level=settings.log_level,
-        # Request lines carry search parameters (identifiers, names): nothing clinical in logs.
-        access_log=False,
+    if feeds is not None:
+        feeds.start()
+        if feeds.port is not None:
+            console.print(f"[green]hub[/] HL7 v2 over MLLP at {settings.mllp_host}:{feeds.port}")
+    try:
+        uvicorn.run(
+            "hub.asgi:app" if workers > 1 else _app(settings, feeds),
+            host=settings.host,
+            port=settings.port,
+            workers=workers,
+            log_level=settings.log_level,
+            # Request lines carry search parameters (identifiers, names): nothing clinical in logs.
+            access_log=False,
+        )
+    finally:
+        if feeds is not None:
+            feeds.stop()
+
+
+def _feed_service(settings: Any) -> Any:
+    from adapters.feeds.config import demo_community, load_community
+    from hub.db import make_engine
+    from hub.feeds.service import FeedService
+
+    community = load_community(settings.community) if settings.community else demo_community()
+    engine = make_engine(settings.db_url, pool_size=4, max_overflow=8)
+    return FeedService(
+        engine,
+        community,
+        mllp_host=settings.mllp_host,
+        mllp_port=settings.mllp_port,
+        worker_threads=settings.feed_workers,
     )
 
 
-def _app(settings: object) -> object:
+def _app(settings: Any, feeds: Any = None) -> Any:
     from hub.app import create_app
 
-    return create_app(settings)  # type: ignore[arg-type]
+    app = create_app(settings)
+    if feeds is not None:
+        app.state.feed_worker = feeds.worker
+    return app
 
 
 def _redact(url: str) -> str:
@@ -81,6 +123,68 @@ def migrate(
     settings = load_settings(config, db_url=db)
     upgrade(settings.db_url, revision)
     console.print(f"store {_redact(settings.db_url)} at revision {current(settings.db_url)}")
+
+
+@app.command()
+def ingest(
+    files: Annotated[
+        list[str], typer.Argument(help="Files of HL7 v2 messages (FHS/BHS batches too)")
+    ],
+    db: DbOption = None,
+    config: ConfigOption = None,
+    apply: Annotated[bool, typer.Option(help="Apply the messages to the store now")] = True,
+) -> None:
+    """Feed files of HL7 v2 messages through the same intake as the MLLP listener."""
+    from pathlib import Path
+
+    from rich.progress import Progress
+
+    from adapters.hl7v2.batch import split_messages
+    from hub.queue.intake import receive
+    from hub.queue.worker import drain
+    from hub.store.migrate import upgrade
+
+    settings = load_settings(config, db_url=db)
+    upgrade(settings.db_url)
+    engine, community = _engine_and_community(settings)
+    batches = [(name, split_messages(Path(name).read_bytes())) for name in files]
+    counts: dict[str, int] = {}
+    with Progress(console=console) as progress:
+        task = progress.add_task("receiving", total=sum(len(m) for _, m in batches))
+        for name, messages in batches:
+            for message in messages:
+                receipt = receive(engine, message, community, transport="file", peer=name)
+                counts[receipt.code] = counts.get(receipt.code, 0) + 1
+                progress.advance(task)
+    console.print("acknowledged: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    if apply:
+        applied = drain(engine)
+        console.print("applied: " + ", ".join(f"{k} {v}" for k, v in sorted(applied.items())))
+
+
+@app.command()
+def replay(
+    ids: Annotated[list[int] | None, typer.Argument(help="Inbox ids (default: all failed)")] = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Reprocess failed or rejected inbox messages (after the configuration is fixed)."""
+    from hub.queue.replay import replay_messages
+    from hub.store.migrate import upgrade
+
+    settings = load_settings(config, db_url=db)
+    upgrade(settings.db_url)
+    engine, community = _engine_and_community(settings)
+    result = replay_messages(engine, community, ids)
+    console.print(", ".join(f"{k} {v}" for k, v in sorted(result.items())) or "nothing to replay")
+
+
+def _engine_and_community(settings: Any) -> tuple[Any, Any]:
+    from adapters.feeds.config import demo_community, load_community
+    from hub.db import make_engine
+
+    community = load_community(settings.community) if settings.community else demo_community()
+    return make_engine(settings.db_url), community
 
 
 if __name__ == "__main__":

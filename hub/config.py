@@ -33,6 +33,13 @@ class Settings(BaseSettings):
     db_pool_size: int = 10
     db_max_overflow: int = 20
     log_level: str = "info"
+    # The community's configuration (members, feeds, code maps); the demo community by default.
+    community: str | None = None
+    # MLLP listener for HL7 v2 feeds (hub serve --mllp-port); off unless a port is given.
+    mllp_host: str = "127.0.0.1"
+    mllp_port: int | None = None
+    # Threads applying inbox messages (per patient in order; patients in parallel).
+    feed_workers: int = Field(default=2, ge=1)
 
 
 def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:

@@ -26,6 +26,25 @@ CHARSETS: dict[str, str] = {
 }
 
 
+def msh_fields(raw: bytes) -> list[str]:
+    """The MSH segment's fields from the raw bytes, before decoding (MSH is ASCII).
+
+    ``fields[n - 1]`` is MSH-n for n >= 2 (``fields[0]`` is "MSH"); [] when there is no MSH.
+    Non-ASCII bytes are replaced: this is for routing (sender, control id), not for content.
+    """
+    start = raw.find(b"MSH")
+    if start == -1 or len(raw) < start + 5:
+        return []
+    end = len(raw)
+    for terminator in (b"\r", b"\n"):
+        pos = raw.find(terminator, start)
+        if pos != -1:
+            end = min(end, pos)
+    line = raw[start:end]
+    sep = line[3:4]
+    return [f.decode("ascii", errors="replace") for f in line.split(sep)]
+
+
 def _msh18(raw: bytes) -> str:
     start = raw.find(b"MSH")
     if start == -1 or len(raw) < start + 5:

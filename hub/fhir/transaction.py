@@ -18,7 +18,7 @@ from http import HTTPStatus
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from hub.fhir import interactions
@@ -59,13 +59,20 @@ _FORMAT_PARAMS = ("_format", "_pretty")
 
 
 def process_bundle(
-    engine: Engine, bundle: Any, *, base_url: str, prefer_return: str | None = None
+    engine: Engine,
+    bundle: Any,
+    *,
+    base_url: str,
+    prefer_return: str | None = None,
+    within: Callable[[Connection], None] | None = None,
 ) -> dict[str, Any]:
     """Process a transaction or batch Bundle; return its response Bundle.
 
     A failed transaction raises the failing entry's FhirError and writes nothing.  The caller's
     Bundle is never changed.  ``prefer_return`` (the request's ``Prefer: return=``) applies to
     every entry: ``minimal`` and ``OperationOutcome`` leave the resources out of the response.
+    ``within`` runs inside a transaction's database transaction, after its writes and before
+    the commit (the feed worker marks its inbox row applied there, so both commit together).
     """
     kind, raw_entries = parse_envelope(bundle)
     base = base_url.rstrip("/")
@@ -74,7 +81,7 @@ def process_bundle(
         # Each attempt rewrites references in its own copy of the whole Bundle (one orjson
         # round trip, far cheaper than copying entry by entry), so a retry starts clean.
         entries = _retrying(
-            lambda: _transaction(engine, copy_json(raw_entries), base, with_resources)
+            lambda: _transaction(engine, copy_json(raw_entries), base, with_resources, within)
         )
         return _response_bundle("transaction-response", entries)
     answers = [
@@ -87,7 +94,11 @@ def process_bundle(
 
 
 def _transaction(
-    engine: Engine, raw_entries: list[Any], base: str, with_resources: bool
+    engine: Engine,
+    raw_entries: list[Any],
+    base: str,
+    with_resources: bool,
+    within: Callable[[Connection], None] | None = None,
 ) -> list[dict[str, Any]]:
     entries = [prepare_entry(i, raw, base, copy=False) for i, raw in enumerate(raw_entries)]
     check_full_urls(entries)
@@ -96,6 +107,8 @@ def _transaction(
         lock_keys(conn, lock_keys_for(entries))
         results = _run(unit, entries, base)
         unit.writer.flush()
+        if within is not None:
+            within(conn)
     return [_response_entry(e, results[e.index], base, with_resources) for e in entries]
 
 

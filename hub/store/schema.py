@@ -19,10 +19,12 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData()
@@ -176,3 +178,42 @@ INDEX_TABLES: dict[str, Table] = {
     "uri": idx_uri,
     "number": idx_number,
 }
+
+# --- feeds --------------------------------------------------------------------------------
+# Every message a feed delivers, kept as received before it is acknowledged (commit-ACK
+# semantics).  ``accepted`` rows (parsed and mapped) are unique per sender and control id, so a
+# resend is recognised; rejected rows are kept for the office and replay but block nothing.
+
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("transport", String(16), nullable=False),  # mllp, http, file, sql
+    Column("peer", String(128), nullable=True),  # remote address, file name, table
+    Column("sender", String(64), nullable=False),  # MSH-4 (sending facility), '' if unreadable
+    Column("application", String(64), nullable=False, default=""),  # MSH-3
+    Column("control_id", String(64), nullable=False),  # MSH-10, '' if unreadable
+    Column("message_type", String(32), nullable=False, default=""),  # e.g. ORU^R01
+    Column("content_hash", String(64), nullable=False),  # sha256 of the raw bytes
+    Column("raw", LargeBinary, nullable=False),
+    Column("received_at", BigInteger, nullable=False),
+    Column("accepted", Boolean, nullable=False),
+    # pending → applied | failed (apply error, kept for replay); rejected (never accepted).
+    Column("status", String(16), nullable=False),
+    Column("error", Text, nullable=True),
+    Column("patient_key", String(300), nullable=True),
+    # The mapped transaction Bundle (JSON), so the worker need not map again.
+    Column("bundle", Text, nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("applied_at", BigInteger, nullable=True),
+    Index(
+        "ux_inbox_sender_control",
+        "sender",
+        "control_id",
+        unique=True,
+        sqlite_where=text("accepted"),
+        postgresql_where=text("accepted"),
+    ),
+    Index("ix_inbox_status", "status", "id"),
+    Index("ix_inbox_received", "received_at"),
+)

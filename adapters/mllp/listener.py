@@ -1,0 +1,109 @@
+"""An asyncio MLLP listener: frames in, the handler's answer framed out.  Bytes only.
+
+One task per connection; a connection's messages are answered in order (a sender waits for the
+ACK before it sends the next message).  Whatever goes wrong with one connection (broken
+framing, an oversized block, a peer that vanishes, a handler that raises) closes that
+connection only: the listener keeps serving everyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+
+from adapters.mllp.framing import DEFAULT_MAX_FRAME, FramingError, frame, read_frame
+
+log = logging.getLogger("adapters.mllp")
+
+# payload, peer address → bytes to send back (None: send nothing)
+Handler = Callable[[bytes, str], Awaitable[bytes | None]]
+# Called when the handler itself fails: payload, peer → the answer (a reject ACK).
+Fallback = Callable[[bytes, str], bytes | None]
+
+
+class MLLPServer:
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 2575,
+        fallback: Fallback | None = None,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        idle_timeout: float | None = 600.0,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self.handler = handler
+        self.fallback = fallback
+        self.host = host
+        self.port = port
+        self.max_frame = max_frame
+        self.idle_timeout = idle_timeout
+        self.tls = tls
+        self._server: asyncio.base_events.Server | None = None
+        self._clients: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._serve_client,
+            self.host,
+            self.port,
+            ssl=self.tls,
+            limit=self.max_frame + 1024,
+        )
+        sock = self._server.sockets[0]
+        self.port = sock.getsockname()[1]
+
+    async def stop(self) -> None:
+        """Stop accepting, then let open connections finish the message in hand."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for task in list(self._clients):
+            task.cancel()
+        if self._clients:
+            await asyncio.gather(*self._clients, return_exceptions=True)
+
+    async def _serve_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._clients.add(task)
+        address = writer.get_extra_info("peername")
+        peer = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
+        try:
+            while True:
+                payload = await asyncio.wait_for(
+                    read_frame(reader, self.max_frame), self.idle_timeout
+                )
+                if payload is None:
+                    return
+                answer = await self._answer(payload, peer)
+                if answer is not None:
+                    writer.write(frame(answer))
+                    await writer.drain()
+        except FramingError as exc:
+            log.warning("mllp %s: %s; closing the connection", peer, exc)
+        except TimeoutError:
+            log.info("mllp %s: idle for %ss; closing", peer, self.idle_timeout)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:
+            pass
+        finally:
+            if task is not None:
+                self._clients.discard(task)
+            writer.close()
+            with contextlib.suppress(ConnectionError, ssl.SSLError):
+                await writer.wait_closed()
+
+    async def _answer(self, payload: bytes, peer: str) -> bytes | None:
+        try:
+            return await self.handler(payload, peer)
+        except Exception:
+            log.exception("mllp %s: handler failed", peer)
+            return self.fallback(payload, peer) if self.fallback else None

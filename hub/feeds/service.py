@@ -1,0 +1,109 @@
+"""The feed service: an MLLP listener and the inbox worker, running beside the HTTP API.
+
+The listener runs its own asyncio loop in a thread, so it works the same whether uvicorn runs
+one process or several (the service lives in the ``hub serve`` process).  Intake does blocking
+database work, so it runs on a small thread pool; the loop only moves bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy import Engine
+
+from adapters.feeds.config import Community
+from adapters.hl7v2.ack import minimal_ack
+from adapters.hl7v2.text import msh_fields
+from adapters.mllp.listener import MLLPServer
+from hub.queue.intake import receive
+from hub.queue.worker import InboxWorker
+from hub.store.repository import new_id
+
+log = logging.getLogger("hub.feeds")
+
+
+def reject_unexpected(payload: bytes, _peer: str) -> bytes:
+    """The answer when intake itself failed (the store is down): AR, so the sender resends."""
+    header = msh_fields(payload)
+    ref = header[9] if len(header) >= 10 else ""
+    text = "the hub could not store the message; send it again later"
+    return minimal_ack("AR", text, control_id=new_id()[:20], ref_control_id=ref).encode()
+
+
+class FeedService:
+    def __init__(
+        self,
+        engine: Engine,
+        community: Community,
+        *,
+        mllp_host: str = "127.0.0.1",
+        mllp_port: int | None = 2575,
+        worker_threads: int = 2,
+        intake_threads: int = 8,
+        run_worker: bool = True,
+    ) -> None:
+        self.engine = engine
+        self.community = community
+        self.worker = InboxWorker(engine, threads=worker_threads) if run_worker else None
+        self._pool = ThreadPoolExecutor(intake_threads, thread_name_prefix="intake")
+        # No port: only the worker runs (HTTP intake and files still feed the inbox).
+        self.server = (
+            MLLPServer(self.handle, host=mllp_host, port=mllp_port, fallback=reject_unexpected)
+            if mllp_port is not None
+            else None
+        )
+        self._loop = asyncio.new_event_loop()
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    @property
+    def port(self) -> int | None:
+        return self.server.port if self.server is not None else None
+
+    async def handle(self, payload: bytes, peer: str) -> bytes | None:
+        receipt = await asyncio.get_running_loop().run_in_executor(
+            self._pool,
+            lambda: receive(self.engine, payload, self.community, transport="mllp", peer=peer),
+        )
+        if self.worker is not None and receipt.status == "pending":
+            self.worker.wake()
+        return receipt.ack
+
+    def start(self) -> None:
+        if self.worker is not None:
+            self.worker.start()
+        if self.server is None:
+            return
+        self._thread = threading.Thread(target=self._run, name="mllp", daemon=True)
+        self._thread.start()
+        self._ready.wait(30)
+        if self._error is not None:
+            raise RuntimeError(f"the MLLP listener could not start: {self._error}")
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        assert self.server is not None
+        try:
+            self._loop.run_until_complete(self.server.start())
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        self._loop.run_forever()
+
+    def stop(self) -> None:
+        if self.server is not None and self._thread is not None and self._thread.is_alive():
+            future = asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop)
+            try:
+                future.result(30)
+            finally:
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._thread.join(30)
+        self._pool.shutdown(wait=True)
+        if self.worker is not None:
+            self.worker.stop()

@@ -1,0 +1,251 @@
+"""Feed intake: raw HL7 v2 bytes → durable inbox row → acknowledgement.
+
+Parsing and mapping are pure and fast, so they run before the answer: a message that cannot be
+read or mapped is answered AE/AR with an ERR segment at once, and kept (status ``rejected``)
+for the office to fix and replay.  A message that maps is written to the inbox, with its
+mapped Bundle, and committed before it is acknowledged AA (commit-ACK semantics); the worker
+applies it later.  A resend (same sender, same MSH-10, same bytes) is acknowledged AA and not
+stored again; the same control id with other content is refused with AE.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from sqlalchemy import Engine, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from adapters.feeds.config import Community
+from adapters.hl7v2.ack import ErrorDetail, build_ack, minimal_ack
+from adapters.hl7v2.errors import (
+    APPLICATION_INTERNAL_ERROR,
+    DUPLICATE_KEY_IDENTIFIER,
+    HL7ParseError,
+)
+from adapters.hl7v2.parse import Message, parse
+
+if TYPE_CHECKING:
+    from adapters.hl7v2.mapped import Mapped
+from adapters.hl7v2.text import CHARSETS, msh_fields
+from hub.search.values import format_instant
+from hub.store.repository import new_id, now_micros
+from hub.store.schema import inbox
+
+log = logging.getLogger("hub.intake")
+
+# HL7 table 0155 (accept/application acknowledgment conditions): when a commit ACK is sent.
+_ACCEPT_ACK_WHEN = {"AL": {"CA", "CE", "CR"}, "ER": {"CE", "CR"}, "SU": {"CA"}, "NE": set()}
+_ENHANCED = {"AA": "CA", "AE": "CE", "AR": "CR"}
+
+
+@dataclass
+class Receipt:
+    """What to answer the sender, and what became of the message."""
+
+    ack: bytes | None  # None: the sender asked for no commit ACK (MSH-15 NE / ER / SU)
+    code: str  # AA AE AR (CA CE CR in enhanced mode)
+    inbox_id: int | None
+    status: str  # pending, rejected, duplicate
+    errors: list[ErrorDetail] = field(default_factory=list)
+
+
+def _charset_for(community: Community, sender: str) -> str:
+    """The feed's default character set (used when MSH-18 is empty), as a Python codec."""
+    member = community.member(sender)
+    name = member.charset if member else "UTF-8"
+    return CHARSETS.get(name.upper(), name.lower())
+
+
+def _row(
+    raw: bytes,
+    *,
+    transport: str,
+    peer: str | None,
+    header: list[str],
+    accepted: bool,
+    status: str,
+    error: str | None = None,
+    patient_key: str | None = None,
+    bundle: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    def msh(n: int) -> str:
+        return header[n - 1] if len(header) >= n else ""
+
+    return {
+        "transport": transport,
+        "peer": (peer or "")[:128],
+        "sender": msh(4).split("^")[0].strip()[:64],
+        "application": msh(3).split("^")[0].strip()[:64],
+        "control_id": msh(10).strip()[:64],
+        "message_type": msh(9)[:32],
+        "content_hash": hashlib.sha256(raw).hexdigest(),
+        "raw": raw,
+        "received_at": now_micros(),
+        "accepted": accepted,
+        "status": status,
+        "error": error,
+        "patient_key": patient_key,
+        "bundle": orjson.dumps(bundle).decode() if bundle is not None else None,
+        "attempts": 0,
+    }
+
+
+def _store(engine: Engine, row: dict[str, Any]) -> int:
+    with engine.begin() as conn:
+        return int(conn.execute(insert(inbox).returning(inbox.c.id), row).scalar_one())
+
+
+def _ack(
+    message: Message | None,
+    code: str,
+    errors: list[ErrorDetail],
+    community: Community,
+    raw_header: list[str],
+) -> tuple[bytes | None, str]:
+    """The ACK bytes (in the message's own character set) and the code actually sent."""
+    if message is None:
+        text = errors[0].text if errors else "message rejected"
+        ref = raw_header[9] if len(raw_header) >= 10 else ""
+        return minimal_ack(code, text, control_id=new_id()[:20], ref_control_id=ref).encode(), code
+    accept_type = message.msh.value(15).upper()
+    if accept_type:  # enhanced mode: a commit ACK (CA/CE/CR), sent only when asked for
+        code = _ENHANCED[code]
+        if code not in _ACCEPT_ACK_WHEN.get(accept_type, {"CA", "CE", "CR"}):
+            return None, code
+    text = build_ack(
+        message,
+        code,
+        errors=errors,
+        control_id=new_id()[:20],
+        sending_app=community.hub_application,
+        sending_facility=community.hub_facility,
+    )
+    return text.encode(message.charset, errors="replace"), code
+
+
+def map_parsed(message: Message, community: Community, sender: str) -> Mapped:
+    """Map a parsed message; raises MappingError (an HL7ParseError) when it cannot be."""
+    from adapters.hl7v2.messages import map_message
+
+    return map_message(
+        message,
+        community,
+        source_ref=f"{sender}|{message.control_id}",
+        received_at=format_instant(now_micros()),
+    )
+
+
+def read_and_map(raw: bytes, community: Community, sender: str) -> tuple[Message, Mapped]:
+    """Parse with the feed's default character set, then map (HL7ParseError when either fails)."""
+    message = parse(raw, _charset_for(community, sender))
+    return message, map_parsed(message, community, sender)
+
+
+def receive(
+    engine: Engine,
+    raw: bytes,
+    community: Community,
+    *,
+    transport: str,
+    peer: str | None = None,
+) -> Receipt:
+    """Read, map, store and acknowledge one message.  Never raises for bad input."""
+    from adapters.hl7v2.mapped import MappingError
+
+    header = msh_fields(raw)
+    sender = header[3].split("^")[0].strip() if len(header) >= 4 else ""
+    message: Message | None = None
+    try:
+        message = parse(raw, _charset_for(community, sender))
+        mapped = map_parsed(message, community, sender)
+    except HL7ParseError as exc:
+        reject = isinstance(exc, MappingError) and exc.reject
+        if message is None:  # the body is broken, but the header may still be answerable
+            message = _header_only(raw, _charset_for(community, sender))
+        # An unreadable header cannot be answered in kind: reject it outright.
+        code = "AR" if reject or message is None else "AE"
+        detail = ErrorDetail(
+            str(exc), exc.code, exc.segment, exc.sequence, exc.field_no, severity="E"
+        )
+        row = _row(
+            raw, transport=transport, peer=peer, header=header, accepted=False,
+            status="rejected", error=f"{exc.code} {exc.segment}-{exc.field_no or ''}: {exc}",
+        )  # fmt: skip
+        inbox_id = _store(engine, row)
+        ack, sent = _ack(message, code, [detail], community, header)
+        return Receipt(ack, sent, inbox_id, "rejected", [detail])
+    except Exception as exc:  # a mapper bug must not take the listener down
+        log.exception("mapping failed unexpectedly: %s", type(exc).__name__)
+        detail = ErrorDetail(
+            "internal error while mapping; the message is kept for replay",
+            APPLICATION_INTERNAL_ERROR,
+        )
+        row = _row(
+            raw, transport=transport, peer=peer, header=header, accepted=False,
+            status="rejected", error=f"internal: {type(exc).__name__}",
+        )  # fmt: skip
+        inbox_id = _store(engine, row)
+        ack, sent = _ack(message, "AE", [detail], community, header)
+        return Receipt(ack, sent, inbox_id, "rejected", [detail])
+
+    row = _row(
+        raw, transport=transport, peer=peer, header=header, accepted=True, status="pending",
+        patient_key=mapped.patient_key, bundle=mapped.bundle,
+    )  # fmt: skip
+    try:
+        inbox_id = _store(engine, row)
+    except IntegrityError:
+        return _resend(engine, raw, row, message, community, header)
+    ack, sent = _ack(message, "AA", list(mapped.warnings), community, header)
+    return Receipt(ack, sent, inbox_id, "pending", list(mapped.warnings))
+
+
+def _header_only(raw: bytes, charset: str) -> Message | None:
+    """The MSH segment alone as a message, to answer in kind when the body cannot be read."""
+    start = raw.find(b"MSH")
+    if start == -1:
+        return None
+    ends = [p for p in (raw.find(b"\r", start), raw.find(b"\n", start)) if p != -1]
+    line = raw[start : min(ends)] if ends else raw[start:]
+    try:
+        return parse(line, charset)
+    except HL7ParseError:
+        return None
+
+
+def _resend(
+    engine: Engine,
+    raw: bytes,
+    row: dict[str, Any],
+    message: Message,
+    community: Community,
+    header: list[str],
+) -> Receipt:
+    """The sender's control id is already in the inbox: a resend, or a reused control id."""
+    with engine.connect() as conn:
+        earlier = conn.execute(
+            select(inbox.c.id, inbox.c.content_hash).where(
+                inbox.c.sender == row["sender"],
+                inbox.c.control_id == row["control_id"],
+                inbox.c.accepted.is_(True),
+            )
+        ).first()
+    if earlier is not None and earlier.content_hash == row["content_hash"]:
+        ack, sent = _ack(message, "AA", [], community, header)
+        return Receipt(ack, sent, int(earlier.id), "duplicate")
+    detail = ErrorDetail(
+        f"control id {row['control_id']!r} was already used by another message from "
+        f"{row['sender']}",
+        DUPLICATE_KEY_IDENTIFIER,
+        "MSH",
+        1,
+        10,
+    )
+    kept = {**row, "accepted": False, "status": "rejected", "error": detail.text}
+    inbox_id = _store(engine, kept)
+    ack, sent = _ack(message, "AE", [detail], community, header)
+    return Receipt(ack, sent, inbox_id, "rejected", [detail])

@@ -1,0 +1,69 @@
+"""Replay: map chosen inbox messages again (after the configuration is fixed) and apply them.
+
+A rejected message that now maps becomes accepted, unless an accepted message from the same
+sender already holds its control id (then it stays rejected, saying so).  A failed message is
+mapped again too, since the cause may have been the mapping, and goes back to pending.  The
+original bytes are never changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import orjson
+from sqlalchemy import Engine, select, update
+from sqlalchemy.exc import IntegrityError
+
+from adapters.feeds.config import Community
+from adapters.hl7v2.errors import HL7ParseError
+from hub.queue.intake import read_and_map
+from hub.queue.worker import drain
+from hub.store.schema import inbox
+
+REPLAYABLE = ("failed", "rejected")
+
+
+def replay_messages(
+    engine: Engine, community: Community, ids: Sequence[int] | None = None
+) -> dict[str, int]:
+    """Re-map and re-queue the messages (default: every failed one), then apply the queue."""
+    query = select(inbox.c.id, inbox.c.sender, inbox.c.raw).where(inbox.c.status.in_(REPLAYABLE))
+    query = (
+        query.where(inbox.c.id.in_(list(ids))) if ids else query.where(inbox.c.status == "failed")
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query.order_by(inbox.c.id)).all()
+    counts: dict[str, int] = {}
+    for row in rows:
+        outcome = _requeue(engine, community, row.id, row.sender, row.raw)
+        counts[outcome] = counts.get(outcome, 0) + 1
+    for status, n in drain(engine).items():
+        counts[status] = counts.get(status, 0) + n
+    return counts
+
+
+def _requeue(engine: Engine, community: Community, inbox_id: int, sender: str, raw: bytes) -> str:
+    try:
+        _, mapped = read_and_map(raw, community, sender)
+    except HL7ParseError as exc:
+        _set(engine, inbox_id, error=f"{exc.code} {exc.segment}-{exc.field_no or ''}: {exc}")
+        return "still rejected"
+    try:
+        _set(
+            engine,
+            inbox_id,
+            status="pending",
+            accepted=True,
+            error=None,
+            bundle=orjson.dumps(mapped.bundle).decode(),
+            patient_key=mapped.patient_key,
+        )
+    except IntegrityError:
+        _set(engine, inbox_id, error="an accepted message from this sender has this control id")
+        return "still rejected"
+    return "requeued"
+
+
+def _set(engine: Engine, inbox_id: int, **values: object) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(inbox).where(inbox.c.id == inbox_id).values(**values))

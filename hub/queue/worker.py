@@ -1,0 +1,192 @@
+"""The inbox worker: applies accepted messages' Bundles to the store, exactly once.
+
+Each message's Bundle runs as one FHIR transaction, and the inbox row is marked ``applied`` in
+that same database transaction, guarded by ``status = 'pending'``: a crash before the commit
+leaves the message pending (it is applied again, from scratch, after a restart), and two
+workers racing on one message cannot both commit.  Messages about the same patient go to the
+same thread, so they apply in the order they were received; different patients run in
+parallel.  A message the store refuses (a conditional reference that matches nothing, say) is
+marked ``failed`` with the reason, for the office to fix and replay.  When the database is
+unreachable the message stays pending and the thread backs off and tries the same message
+again, so nothing behind it for that patient overtakes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import zlib
+
+import orjson
+from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy.exc import OperationalError
+
+from hub.fhir.errors import FhirError
+from hub.fhir.transaction import process_bundle
+from hub.store.repository import now_micros
+from hub.store.schema import inbox
+
+log = logging.getLogger("hub.worker")
+# References in the applied Bundles are relative; no response is sent anywhere.
+_BASE = "urn:hub:feeds"
+
+
+class _AlreadyApplied(Exception):
+    """Another worker committed this message first: roll this attempt back."""
+
+
+def apply_message(engine: Engine, inbox_id: int) -> str:
+    """Apply one pending message; returns its status afterwards (applied, failed, ...).
+
+    Raises OperationalError when the store is unavailable (the message stays pending).
+    """
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(inbox.c.status, inbox.c.bundle).where(inbox.c.id == inbox_id)
+        ).first()
+    if row is None or row.status != "pending" or row.bundle is None:
+        return row.status if row is not None else "missing"
+    bundle = orjson.loads(row.bundle)
+
+    def mark_applied(conn: Connection) -> None:
+        done = conn.execute(
+            update(inbox)
+            .where(inbox.c.id == inbox_id, inbox.c.status == "pending")
+            .values(
+                status="applied",
+                applied_at=now_micros(),
+                attempts=inbox.c.attempts + 1,
+                error=None,
+            )
+        )
+        if done.rowcount != 1:
+            raise _AlreadyApplied
+
+    try:
+        process_bundle(engine, bundle, base_url=_BASE, prefer_return="minimal", within=mark_applied)
+    except _AlreadyApplied:
+        return "applied"
+    except FhirError as exc:
+        _mark_failed(engine, inbox_id, f"{exc.status} {exc}")
+        return "failed"
+    except OperationalError:
+        raise
+    except Exception as exc:  # a bug must not stop the feed; keep the message for replay
+        log.exception("applying inbox message %s failed", inbox_id)
+        _mark_failed(engine, inbox_id, f"internal error: {type(exc).__name__}")
+        return "failed"
+    return "applied"
+
+
+def _mark_failed(engine: Engine, inbox_id: int, reason: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            update(inbox)
+            .where(inbox.c.id == inbox_id, inbox.c.status == "pending")
+            .values(status="failed", error=reason[:2000], attempts=inbox.c.attempts + 1)
+        )
+
+
+def pending_ids(engine: Engine, limit: int = 500, after: int = 0) -> list[tuple[int, str | None]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(inbox.c.id, inbox.c.patient_key)
+            .where(inbox.c.status == "pending", inbox.c.id > after)
+            .order_by(inbox.c.id)
+            .limit(limit)
+        )
+        return [(int(r.id), r.patient_key) for r in rows]
+
+
+def drain(engine: Engine) -> dict[str, int]:
+    """Apply every pending message in order, in this thread (CLI, tests); counts by status."""
+    counts: dict[str, int] = {}
+    after = 0
+    while batch := pending_ids(engine, after=after):
+        for inbox_id, _ in batch:
+            status = apply_message(engine, inbox_id)
+            counts[status] = counts.get(status, 0) + 1
+        after = batch[-1][0]
+    return counts
+
+
+class InboxWorker:
+    """Background threads that drain the inbox while the hub runs."""
+
+    def __init__(self, engine: Engine, *, threads: int = 2, poll_seconds: float = 0.5) -> None:
+        self.engine = engine
+        self.threads = max(1, threads)
+        self.poll_seconds = poll_seconds
+        self._queues: list[queue.Queue[int | None]] = [queue.Queue() for _ in range(self.threads)]
+        self._inflight: set[int] = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._workers: list[threading.Thread] = []
+        self._dispatcher: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._workers = [
+            threading.Thread(target=self._work, args=(q,), name=f"inbox-worker-{i}", daemon=True)
+            for i, q in enumerate(self._queues)
+        ]
+        for t in self._workers:
+            t.start()
+        self._dispatcher = threading.Thread(
+            target=self._dispatch, name="inbox-dispatch", daemon=True
+        )
+        self._dispatcher.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop taking new messages; let the threads finish the one they are applying."""
+        self._stop.set()
+        self._wake.set()
+        for q in self._queues:
+            q.put(None)
+        for t in [*self._workers, *([self._dispatcher] if self._dispatcher else [])]:
+            t.join(timeout)
+
+    def idle(self) -> bool:
+        with self._lock:
+            return not self._inflight
+
+    def _dispatch(self) -> None:
+        while not self._stop.is_set():
+            try:
+                batch = pending_ids(self.engine)
+            except OperationalError:
+                log.warning("inbox: store unavailable; retrying")
+                batch = []
+            with self._lock:
+                fresh = [(i, key) for i, key in batch if i not in self._inflight]
+                self._inflight.update(i for i, _ in fresh)
+            for inbox_id, key in fresh:
+                lane = zlib.crc32((key or str(inbox_id)).encode()) % self.threads
+                self._queues[lane].put(inbox_id)
+            if not fresh:
+                self._wake.wait(self.poll_seconds)
+                self._wake.clear()
+
+    def _work(self, lane: queue.Queue[int | None]) -> None:
+        delay = 0.5
+        while True:
+            inbox_id = lane.get()
+            if inbox_id is None:
+                return
+            while not self._stop.is_set():
+                try:
+                    apply_message(self.engine, inbox_id)
+                    delay = 0.5
+                    break
+                except OperationalError:
+                    log.warning("inbox: store unavailable; retrying message %s", inbox_id)
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, 30.0)
+            with self._lock:
+                self._inflight.discard(inbox_id)
+            if self._stop.is_set():
+                return
