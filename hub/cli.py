@@ -52,6 +52,7 @@ def serve(
         config, db_url=db, host=host, port=port, mllp_port=mllp_port, mllp_host=mllp_host
     )
     upgrade(settings.db_url)
+    _load_profiles(settings)
     feeds = _feed_service(settings) if feed_worker or settings.mllp_port else None
     # Worker processes rebuild the settings from the environment.
     os.environ["HUB_DB_URL"] = settings.db_url
@@ -78,6 +79,19 @@ def serve(
     finally:
         if feeds is not None:
             feeds.stop()
+
+
+def _load_profiles(settings: Any) -> None:
+    """The community's Organizations, NamingSystems and code maps, written when they changed."""
+    from hub.feeds.bootstrap import load_community_resources
+
+    engine, community = _engine_and_community(settings)
+    try:
+        written = load_community_resources(engine, community)
+    finally:
+        engine.dispose()
+    if written:
+        console.print(f"[green]hub[/] loaded {written} community resources from profiles/")
 
 
 def _feed_service(settings: Any) -> Any:
@@ -146,6 +160,7 @@ def ingest(
 
     settings = load_settings(config, db_url=db)
     upgrade(settings.db_url)
+    _load_profiles(settings)
     engine, community = _engine_and_community(settings)
     batches = [(name, split_messages(Path(name).read_bytes())) for name in files]
     counts: dict[str, int] = {}
