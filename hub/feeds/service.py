@@ -19,6 +19,7 @@ from adapters.hl7v2.ack import minimal_ack
 from adapters.hl7v2.text import msh_fields
 from adapters.mllp.listener import MLLPServer
 from hub.queue.intake import receive
+from hub.queue.outbox import OutboxDelivery
 from hub.queue.worker import InboxWorker
 from hub.store.repository import new_id
 
@@ -48,6 +49,7 @@ class FeedService:
         self.engine = engine
         self.community = community
         self.worker = InboxWorker(engine, threads=worker_threads) if run_worker else None
+        self.delivery = OutboxDelivery(engine) if run_worker else None
         self._pool = ThreadPoolExecutor(intake_threads, thread_name_prefix="intake")
         # No port: only the worker runs (HTTP intake and files still feed the inbox).
         self.server = (
@@ -76,6 +78,8 @@ class FeedService:
     def start(self) -> None:
         if self.worker is not None:
             self.worker.start()
+        if self.delivery is not None:
+            self.delivery.start()
         if self.server is None:
             return
         self._thread = threading.Thread(target=self._run, name="mllp", daemon=True)
@@ -107,3 +111,5 @@ class FeedService:
         self._pool.shutdown(wait=True)
         if self.worker is not None:
             self.worker.stop()
+        if self.delivery is not None:
+            self.delivery.stop()

@@ -217,3 +217,23 @@ inbox = Table(
     Index("ix_inbox_status", "status", "id"),
     Index("ix_inbox_received", "received_at"),
 )
+
+# What the hub must deliver (outbound HL7 v2 orders and results, notifications), kept until the
+# destination acknowledged it.  Delivered in id order per destination.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("destination", String(256), nullable=False),  # mllp://host:port
+    Column("control_id", String(64), nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    # pending → sent | failed (an application error, or out of attempts)
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", BigInteger, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("sent_at", BigInteger, nullable=True),
+    Column("ack", LargeBinary, nullable=True),
+    Index("ix_outbox_due", "status", "destination", "id"),
+)

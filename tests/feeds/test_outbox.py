@@ -1,0 +1,143 @@
+"""The outbox against a real MLLP receiver: ordered per destination, ACK-checked, retried."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from adapters.hl7v2.ack import build_ack
+from adapters.hl7v2.parse import parse
+from adapters.mllp.listener import MLLPServer
+from hub.queue.outbox import Policy, deliver_due, enqueue
+from hub.store.schema import outbox
+
+FAST = Policy(max_attempts=4, first_delay=0.01, max_delay=0.05, timeout=1)
+
+
+def order(n: int) -> bytes:
+    return (
+        "MSH|^~\\&|YGT_HUB|YGT|LIS|XJYZX|20261023083000+0800||ORM^O01^ORM_O01|"
+        f"OUT{n}|P|2.4\rPID|1||QS{n}^^^QSWSY^MR\rORC|NW|P{n}\rOBR|1|P{n}||CBC^血常规^L\r"
+    ).encode()
+
+
+class Receiver:
+    """A LIS on a real socket; ``script`` picks the answer per received control id."""
+
+    def __init__(self, script: Callable[[str, int], str | None]) -> None:
+        self.script = script
+        self.received: list[str] = []
+        self.loop = asyncio.new_event_loop()
+        self.server = MLLPServer(self.handle, port=0)
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    async def handle(self, payload: bytes, _peer: str) -> bytes | None:
+        message = parse(payload)
+        self.received.append(message.control_id)
+        code = self.script(message.control_id, self.received.count(message.control_id))
+        if code is None:
+            raise ConnectionError("drop the connection without an answer")
+        return build_ack(message, code, control_id="L1").encode()
+
+    def __enter__(self) -> Receiver:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+    @property
+    def url(self) -> str:
+        return f"mllp://127.0.0.1:{self.server.port}"
+
+
+def run_until_settled(engine: sa.Engine, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        deliver_due(engine, FAST)
+        with engine.connect() as conn:
+            left = conn.execute(
+                sa.select(sa.func.count()).where(outbox.c.status == "pending")
+            ).scalar_one()
+        if not left:
+            return
+        time.sleep(0.01)
+    raise AssertionError("the outbox did not settle")
+
+
+def rows(engine: sa.Engine) -> dict[str, sa.Row]:  # type: ignore[type-arg]
+    with engine.connect() as conn:
+        return {r.control_id: r for r in conn.execute(sa.select(outbox))}
+
+
+@pytest.fixture
+def queue(engine: sa.Engine, clean_db: None) -> Iterator[Callable[[str, list[int]], None]]:
+    def put(url: str, numbers: list[int]) -> None:
+        with engine.begin() as conn:
+            for n in numbers:
+                enqueue(conn, url, order(n))
+
+    yield put
+
+
+def test_delivered_in_order_and_acknowledged(engine: sa.Engine, queue) -> None:  # type: ignore[no-untyped-def]
+    with Receiver(lambda _cid, _n: "AA") as lis:
+        queue(lis.url, [1, 2, 3, 4, 5])
+        run_until_settled(engine)
+    assert lis.received == [f"OUT{n}" for n in range(1, 6)]
+    assert {r.status for r in rows(engine).values()} == {"sent"}
+    assert all(b"MSA|AA" in r.ack for r in rows(engine).values())
+
+
+def test_reject_and_silence_are_retried_without_reordering(engine: sa.Engine, queue) -> None:  # type: ignore[no-untyped-def]
+    def script(cid: str, seen: int) -> str | None:
+        if cid == "OUT1" and seen == 1:
+            return "AR"
+        if cid == "OUT1" and seen == 2:
+            return None  # connection dropped, no answer
+        return "AA"
+
+    with Receiver(script) as lis:
+        queue(lis.url, [1, 2])
+        run_until_settled(engine)
+    assert lis.received == ["OUT1", "OUT1", "OUT1", "OUT2"]
+    sent = rows(engine)
+    assert sent["OUT1"].status == "sent" and sent["OUT1"].attempts == 3
+    assert sent["OUT2"].attempts == 1
+
+
+def test_application_error_stops_that_message_only(engine: sa.Engine, queue) -> None:  # type: ignore[no-untyped-def]
+    with Receiver(lambda cid, _n: "AE" if cid == "OUT1" else "AA") as lis:
+        queue(lis.url, [1, 2])
+        run_until_settled(engine)
+    result = rows(engine)
+    assert result["OUT1"].status == "failed" and "AE" in result["OUT1"].last_error
+    assert result["OUT2"].status == "sent"
+
+
+def test_unreachable_destination_gives_up_after_max_attempts(engine: sa.Engine, queue) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    queue(f"mllp://127.0.0.1:{port}", [7])
+    run_until_settled(engine)
+    [row] = rows(engine).values()
+    assert row.status == "failed" and row.attempts == FAST.max_attempts
+    assert "gave up" in row.last_error
+
+
+def test_enqueue_is_part_of_the_callers_transaction(engine: sa.Engine, queue) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        enqueue(conn, "mllp://127.0.0.1:9", order(9))
+        raise RuntimeError("the write that caused it failed")
+    assert rows(engine) == {}
