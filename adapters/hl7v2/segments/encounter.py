@@ -133,6 +133,8 @@ def map_encounter(
     pv2 = ctx.message.first("PV2")
     if pv2 is not None and (reason := ctx.cwe(pv2, 3)):
         enc["reasonCode"] = [reason]
-    enc["serviceProvider"] = {"reference": ctx.sender.reference}
+    # The visit belongs to the member that numbered it (PV1-19 CX-4), not to a lab reporting on it.
+    owner = ctx.community.member(pv1.value(19, 4).strip()) or ctx.sender
+    enc["serviceProvider"] = {"reference": owner.reference}
     url = ctx.write(enc, system, value, update=adt)
     return EncounterRef(url, value, enc)
