@@ -186,7 +186,9 @@ _TELECOM_USE = {"PRN": "home", "ORN": "home", "WPN": "work", "PRS": "mobile", "E
 _TELECOM_SYSTEM = {"FX": "fax", "BP": "pager", "Internet": "email", "X.400": "email"}
 
 
-def xtn(seg: Segment, n: int, rep: int = 0, default_use: str | None = None) -> dict | None:
+def xtn(
+    seg: Segment, n: int, rep: int = 0, default_use: str | None = None
+) -> dict[str, Any] | None:
     value = seg.value(n, 1, rep=rep).strip() or seg.value(n, 12, rep=rep).strip()
     email = seg.value(n, 4, rep=rep).strip()
     if not value and not email:

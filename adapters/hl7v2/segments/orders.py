@@ -9,6 +9,7 @@ from typing import Any
 from adapters.hl7v2 import datatypes as dt
 from adapters.hl7v2.errors import REQUIRED_FIELD_MISSING
 from adapters.hl7v2.mapped import Context
+from adapters.hl7v2.parse import Segment
 from adapters.hl7v2.segments.encounter import EncounterRef
 from adapters.hl7v2.segments.groups import OrderGroup
 from adapters.hl7v2.segments.patient import PatientRef
@@ -86,7 +87,7 @@ def _priority(group: OrderGroup) -> str | None:
     return next((_PRIORITY[c.upper()] for c in codes if c.upper() in _PRIORITY), None)
 
 
-def notes(ctx: Context, segments: list[Any]) -> list[dict[str, str]]:
+def notes(ctx: Context, segments: list[Segment]) -> list[dict[str, str]]:
     texts = ["\n".join(dt.raw_unescaped(nte, 3)).strip() for nte in segments]
     return [{"text": t} for t in texts if t]
 

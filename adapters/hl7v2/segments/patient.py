@@ -155,7 +155,9 @@ def _contacts(ctx: Context) -> list[dict[str, Any]]:
     return out
 
 
-def patient_resource(ctx: Context, pid: Segment, *, full: bool) -> tuple[dict, list[dict]]:
+def patient_resource(
+    ctx: Context, pid: Segment, *, full: bool
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     idents = identifiers(ctx, pid)
     patient: dict[str, Any] = {"resourceType": "Patient", "identifier": idents}
     if names := dt.xpn_all(pid, 5):

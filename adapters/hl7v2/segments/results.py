@@ -81,7 +81,7 @@ def _observation(
     order_number: str,
     subject: dict[str, str],
     category: str,
-) -> tuple[dict[str, Any], str] | None:
+) -> tuple[dict[str, Any], str]:
     obx = result.obx
     code = ctx.test_code(obx, 3)
     if code is None and group.obr is not None:
@@ -162,10 +162,7 @@ def map_report(
             except ValueError as exc:
                 raise ctx.error(result.obx, 5, str(exc)) from exc
             continue
-        built = _observation(ctx, result, group, key[1], subject, category)
-        if built is None:
-            continue
-        obs, value = built
+        obs, value = _observation(ctx, result, group, key[1], subject, category)
         if specimen_urls:
             obs["specimen"] = {"reference": specimen_urls[0]}
         earlier = by_value.get(value)
