@@ -18,8 +18,10 @@ from adapters.feeds.config import Community
 from adapters.hl7v2.ack import minimal_ack
 from adapters.hl7v2.text import msh_fields
 from adapters.mllp.listener import MLLPServer
+from adapters.sqlview.config import load_sql_feeds
 from hub.queue.intake import receive
 from hub.queue.outbox import OutboxDelivery
+from hub.queue.sql_intake import SqlPoller
 from hub.queue.worker import InboxWorker
 from hub.store.repository import new_id
 
@@ -50,6 +52,11 @@ class FeedService:
         self.community = community
         self.worker = InboxWorker(engine, threads=worker_threads) if run_worker else None
         self.delivery = OutboxDelivery(engine) if run_worker else None
+        self.sql = (
+            SqlPoller(engine, community, load_sql_feeds(), on_stored=self._wake_worker)
+            if run_worker
+            else None
+        )
         self._pool = ThreadPoolExecutor(intake_threads, thread_name_prefix="intake")
         # No port: only the worker runs (HTTP intake and files still feed the inbox).
         self.server = (
@@ -75,11 +82,17 @@ class FeedService:
             self.worker.wake()
         return receipt.ack
 
+    def _wake_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.wake()
+
     def start(self) -> None:
         if self.worker is not None:
             self.worker.start()
         if self.delivery is not None:
             self.delivery.start()
+        if self.sql is not None:
+            self.sql.start()
         if self.server is None:
             return
         self._thread = threading.Thread(target=self._run, name="mllp", daemon=True)
@@ -113,3 +126,5 @@ class FeedService:
             self.worker.stop()
         if self.delivery is not None:
             self.delivery.stop()
+        if self.sql is not None:
+            self.sql.stop()

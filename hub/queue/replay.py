@@ -9,6 +9,7 @@ original bytes are never changed.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 from sqlalchemy import Engine, select, update
@@ -16,7 +17,10 @@ from sqlalchemy.exc import IntegrityError
 
 from adapters.feeds.config import Community
 from adapters.hl7v2.errors import HL7ParseError
+from adapters.hl7v2.mapped import Mapped, MappingError
+from adapters.sqlview.config import load_sql_feeds
 from hub.queue.intake import read_and_map
+from hub.queue.sql_intake import map_group
 from hub.queue.worker import drain
 from hub.store.schema import inbox
 
@@ -27,7 +31,9 @@ def replay_messages(
     engine: Engine, community: Community, ids: Sequence[int] | None = None
 ) -> dict[str, int]:
     """Re-map and re-queue the messages (default: every failed one), then apply the queue."""
-    query = select(inbox.c.id, inbox.c.sender, inbox.c.raw).where(inbox.c.status.in_(REPLAYABLE))
+    query = select(
+        inbox.c.id, inbox.c.sender, inbox.c.raw, inbox.c.transport, inbox.c.control_id
+    ).where(inbox.c.status.in_(REPLAYABLE))
     query = (
         query.where(inbox.c.id.in_(list(ids))) if ids else query.where(inbox.c.status == "failed")
     )
@@ -35,16 +41,28 @@ def replay_messages(
         rows = conn.execute(query.order_by(inbox.c.id)).all()
     counts: dict[str, int] = {}
     for row in rows:
-        outcome = _requeue(engine, community, row.id, row.sender, row.raw)
+        outcome = _requeue(engine, community, row)
         counts[outcome] = counts.get(outcome, 0) + 1
     for status, n in drain(engine).items():
         counts[status] = counts.get(status, 0) + n
     return counts
 
 
-def _requeue(engine: Engine, community: Community, inbox_id: int, sender: str, raw: bytes) -> str:
+def _map_again(community: Community, row: Any) -> Mapped:
+    """The message mapped with today's configuration, by the transport it came through."""
+    if row.transport == "sql":
+        feed_id = row.control_id.split(":", 1)[0]
+        feeds = {f.id: f for f in load_sql_feeds()}
+        if feed_id not in feeds:
+            raise MappingError(f"SQL feed {feed_id!r} is no longer configured", reject=True)
+        return map_group(orjson.loads(row.raw), feeds[feed_id], community)
+    return read_and_map(row.raw, community, row.sender)[1]
+
+
+def _requeue(engine: Engine, community: Community, row: Any) -> str:
+    inbox_id = row.id
     try:
-        _, mapped = read_and_map(raw, community, sender)
+        mapped = _map_again(community, row)
     except HL7ParseError as exc:
         _set(engine, inbox_id, error=f"{exc.code} {exc.segment}-{exc.field_no or ''}: {exc}")
         return "still rejected"

@@ -237,3 +237,14 @@ outbox = Table(
     Column("ack", LargeBinary, nullable=True),
     Index("ix_outbox_due", "status", "destination", "id"),
 )
+
+# The high-water mark of each SQL middle-table feed: the last source key whose rows are in the
+# inbox.  Moved in the same transaction as those inbox rows, so after a restart no row is read
+# twice and none is skipped.
+sql_watermarks = Table(
+    "sql_watermarks",
+    metadata,
+    Column("feed_id", String(128), primary_key=True),
+    Column("last_key", Text, nullable=False),  # JSON: the key value (number or text)
+    Column("updated_at", BigInteger, nullable=False),
+)
