@@ -11,14 +11,17 @@ MRN.  Each member's local codes reach LOINC through its ConceptMap.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta, timezone
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 PROFILES = Path(__file__).resolve().parents[2] / "profiles"
 DEFAULT_COMMUNITY = PROFILES / "community" / "community.json"
+_NOT_ID = re.compile(r"[^A-Za-z0-9.\-]")
 IDENTIFIER_KINDS = (
     "mrn",
     "visit",
@@ -63,11 +66,16 @@ class Member:
         """The identifier system of this member's ``kind`` numbers (mrn, visit, placer, ...)."""
         if kind not in IDENTIFIER_KINDS:
             raise KeyError(kind)
-        return f"{self.identifier_base}/{self.code}/{kind}"
+        return f"{self.identifier_base}/{quote(self.code, safe='')}/{kind}"
+
+    @property
+    def org_id(self) -> str:
+        """The member's Organization id: its code, made a valid FHIR id if it is not one."""
+        return _NOT_ID.sub("-", self.code)[:64]
 
     @property
     def reference(self) -> str:
-        return f"Organization/{self.code}"
+        return f"Organization/{self.org_id}"
 
     @property
     def local_code_system(self) -> str:

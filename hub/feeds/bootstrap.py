@@ -43,7 +43,7 @@ def organization(member: Member, community: Community) -> dict[str, Any]:
     code, label = _ORG_TYPE.get(member.kind, ("other", member.kind))
     org: dict[str, Any] = {
         "resourceType": "Organization",
-        "id": member.code,
+        "id": member.org_id,
         "identifier": [
             {"system": f"{community.identifier_base}/organization", "value": member.code}
         ],
@@ -61,6 +61,7 @@ def organization(member: Member, community: Community) -> dict[str, Any]:
         ],
         "name": member.name,
         "partOf": {"reference": f"Organization/{member.part_of or COMMUNITY_ORG}"},
+        # (part_of names a demo member's code, which is a valid id)
     }
     if member.division:
         org["address"] = [
@@ -76,7 +77,7 @@ def naming_system(member: Member, kind: str) -> dict[str, Any]:
     type_code, label = _KIND_NAMES[kind]
     return {
         "resourceType": "NamingSystem",
-        "id": f"{member.code.lower()}-{kind}",
+        "id": f"{member.org_id.lower()}-{kind}",
         "name": f"{member.code}{kind.capitalize()}",
         "status": "active",
         "kind": "identifier",
