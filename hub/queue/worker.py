@@ -24,6 +24,7 @@ from sqlalchemy.exc import OperationalError
 
 from hub.fhir.errors import FhirError
 from hub.fhir.transaction import process_bundle
+from hub.queue.merge_guard import swapped_repeat
 from hub.store.repository import now_micros
 from hub.store.schema import inbox
 
@@ -43,11 +44,17 @@ def apply_message(engine: Engine, inbox_id: int) -> str:
     """
     with engine.connect() as conn:
         row = conn.execute(
-            select(inbox.c.status, inbox.c.bundle).where(inbox.c.id == inbox_id)
+            select(inbox.c.status, inbox.c.bundle, inbox.c.message_type).where(
+                inbox.c.id == inbox_id
+            )
         ).first()
-    if row is None or row.status != "pending" or row.bundle is None:
-        return row.status if row is not None else "missing"
-    bundle = orjson.loads(row.bundle)
+        if row is None or row.status != "pending" or row.bundle is None:
+            return row.status if row is not None else "missing"
+        bundle = orjson.loads(row.bundle)
+        reason = swapped_repeat(conn, bundle) if row.message_type.startswith("ADT^A40") else None
+    if reason is not None:
+        _finish(engine, inbox_id, "skipped", reason)
+        return "skipped"
 
     def mark_applied(conn: Connection) -> None:
         done = conn.execute(
@@ -80,11 +87,15 @@ def apply_message(engine: Engine, inbox_id: int) -> str:
 
 
 def _mark_failed(engine: Engine, inbox_id: int, reason: str) -> None:
+    _finish(engine, inbox_id, "failed", reason)
+
+
+def _finish(engine: Engine, inbox_id: int, status: str, reason: str) -> None:
     with engine.begin() as conn:
         conn.execute(
             update(inbox)
             .where(inbox.c.id == inbox_id, inbox.c.status == "pending")
-            .values(status="failed", error=reason[:2000], attempts=inbox.c.attempts + 1)
+            .values(status=status, error=reason[:2000], attempts=inbox.c.attempts + 1)
         )
 
 

@@ -1,0 +1,76 @@
+"""ADT^A40 over the feed: a merge applies; its swapped echo neither undoes nor loops it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from adapters.feeds.config import demo_community
+from hub.feeds.service import FeedService
+from hub.queue.worker import drain
+from tests.feeds.helpers import ack_code, inbox_rows, send_all
+
+MRN = demo_community().members["XRMYY"].system("mrn")
+HEADER = "MSH|^~\\&|HIS|XRMYY|YGT_HUB|YGT|20261022090000||{type}|{cid}|P|2.5||||||UNICODE UTF-8\r"
+
+
+def admit(cid: str, mrn: str, name: str) -> bytes:
+    return (
+        HEADER.format(type="ADT^A04^ADT_A01", cid=cid)
+        + f"EVN|A04|20261022090000\rPID|1||{mrn}^^^XRMYY^MR||{name}||19800101|F\r"
+        + "PV1|1|O\r"
+    ).encode()
+
+
+def merge(cid: str, survivor: str, retired: str) -> bytes:
+    return (
+        HEADER.format(type="ADT^A40^ADT_A39", cid=cid)
+        + f"EVN|A40|20261022100000\rPID|1||{survivor}^^^XRMYY^MR||刘^芳||19800101|F\r"
+        + f"MRG|{retired}^^^XRMYY^MR\r"
+    ).encode()
+
+
+def patient(client: TestClient, mrn: str) -> dict[str, Any]:
+    [entry] = client.get("/fhir/Patient", params={"identifier": f"{MRN}|{mrn}"}).json()["entry"]
+    return entry["resource"]  # type: ignore[no-any-return]
+
+
+def test_merge_and_its_swapped_echo(
+    feeds: FeedService, engine: sa.Engine, client: TestClient
+) -> None:
+    port = feeds.port or 0
+    acks = send_all(port, [admit("M1", "XR-OLD", "刘^芳"), admit("M2", "XR-NEW", "刘^芳")])
+    assert [ack_code(a) for a in acks] == ["AA", "AA"]
+    drain(engine)
+    old, new = patient(client, "XR-OLD"), patient(client, "XR-NEW")
+
+    [ack] = send_all(port, [merge("M3", survivor="XR-NEW", retired="XR-OLD")])
+    assert ack_code(ack) == "AA"
+    assert drain(engine) == {"applied": 1}
+    retired, survivor = patient(client, "XR-OLD"), patient(client, "XR-NEW")
+    assert retired["id"] == old["id"] and survivor["id"] == new["id"]  # nothing deleted
+    assert retired["active"] is False
+    assert retired["link"] == [
+        {"other": {"reference": f"Patient/{new['id']}"}, "type": "replaced-by"}
+    ]
+    assert survivor["active"] is True
+    assert survivor["link"] == [
+        {"other": {"reference": f"Patient/{old['id']}"}, "type": "replaces"}
+    ]
+
+    # The sender echoes the merge with the identifiers swapped: acknowledged, kept, not applied.
+    [ack] = send_all(port, [merge("M4", survivor="XR-OLD", retired="XR-NEW")])
+    assert ack_code(ack) == "AA"
+    assert drain(engine) == {"skipped": 1}
+    [echo] = [r for r in inbox_rows(engine) if r.control_id == "M4"]
+    assert echo.status == "skipped" and "swapped" in echo.error
+    assert patient(client, "XR-OLD")["meta"] == retired["meta"]
+    assert patient(client, "XR-NEW")["meta"] == survivor["meta"]
+
+    # The same merge again (a new control id) converges: one link each way, no loop.
+    [ack] = send_all(port, [merge("M5", survivor="XR-NEW", retired="XR-OLD")])
+    assert drain(engine) == {"applied": 1}
+    assert len(patient(client, "XR-NEW")["link"]) == 1
+    assert patient(client, "XR-OLD")["active"] is False
