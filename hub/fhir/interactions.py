@@ -137,8 +137,13 @@ def update(
     resource: Any,
     *,
     if_match: str | None = None,
+    locked: bool = False,
 ) -> Result:
-    """PUT Type/id: a new version, or update-as-create with the client's id."""
+    """PUT Type/id: a new version, or update-as-create with the client's id.
+
+    ``locked``: the caller holds the Type/id lock already (a transaction takes its locks up
+    front), or knows the row exists (its row lock then serialises writers).
+    """
     check_type(res_type)
     check_id(res_id)
     resource = validate_resource(resource, res_type)
@@ -149,7 +154,8 @@ def update(
         raise BadRequest(
             f"the body's id {body_id!r} does not match the URL's {res_id!r}", expression=["id"]
         )
-    lock_keys(unit.conn, [f"{res_type}/{res_id}"])
+    if not locked:
+        lock_keys(unit.conn, [f"{res_type}/{res_id}"])
     stored, created = unit.writer.update(resource, res_id, if_match=parse_etag(if_match))
     return Result(201 if created else 200, stored)
 

@@ -153,6 +153,7 @@ class Entry:
     matched: Result | None = None  # a conditional create that found its resource
     same_as: int | None = None  # an earlier POST of this Bundle with the same If-None-Exist
     references: list[tuple[dict[str, Any], str, str]] | None = None  # see entry_references
+    known_new: bool = False  # a conditional PUT that matched nothing: its id is brand new
 
     @property
     def path(self) -> str:

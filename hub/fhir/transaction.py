@@ -45,7 +45,8 @@ from hub.fhir.references import (
     parse_envelope,
     prepare_entry,
 )
-from hub.search.engine import find_matches, search
+from hub.search.criteria import split_token, split_values
+from hub.search.engine import find_matches, match_identifiers, search
 from hub.search.values import DateFormatError, date_range, format_instant
 from hub.store import repository as repo
 from hub.store.locks import criteria_key, lock_keys
@@ -121,6 +122,7 @@ def _run(unit: Unit, entries: list[Entry], base: str) -> dict[int, Result]:
     posts = [e for e in entries if e.method == "POST"]
     updates = [e for e in entries if e.method in ("PUT", "PATCH")]
     resolver = _Resolver(unit)
+    resolver.prefetch(posts + updates)
     for e in posts + updates:
         with _located(e):
             resolver.assign(e)
@@ -139,10 +141,16 @@ def _run(unit: Unit, entries: list[Entry], base: str) -> dict[int, Result]:
                 results[e.index] = interactions.patch(
                     unit, t.res_type, e.res_id, e.patch_ops, if_match=e.if_match
                 )
+            elif e.known_new:
+                # A conditional PUT that matched nothing: a create under the new id, no need
+                # to look for (or lock) a row that cannot exist yet.
+                body = {**e.resource, "id": e.res_id}
+                results[e.index] = interactions.create(unit, t.res_type, body, res_id=e.res_id)
             else:
                 body = e.resource if t.res_id else {**e.resource, "id": e.res_id}
+                # Locked already: Type/id up front, or a conditional match's row lock.
                 results[e.index] = interactions.update(
-                    unit, t.res_type, e.res_id, body, if_match=e.if_match
+                    unit, t.res_type, e.res_id, body, if_match=e.if_match, locked=True
                 )
     reads = [e for e in entries if e.method in READS]
     if reads:
@@ -151,6 +159,20 @@ def _run(unit: Unit, entries: list[Entry], base: str) -> dict[int, Result]:
         with _located(e):
             results[e.index] = _read(unit, e, base, resolver.mapping)
     return results
+
+
+def _identifier_criterion(res_type: str, query: str) -> tuple[str, str, str] | None:
+    """(type, system, value) when the criteria are exactly one ``identifier=system|value``."""
+    params = interactions.parse_query(query)
+    if len(params) != 1 or params[0][0] != "identifier":
+        return None
+    values = split_values(params[0][1])
+    if len(values) != 1:
+        return None
+    system, has_system, code = split_token(values[0])
+    if not has_system or not system or not code:
+        return None
+    return res_type, system, code
 
 
 def _matches(unit: Unit, res_type: str, query: str) -> list[tuple[int, str]]:
@@ -203,6 +225,35 @@ class _Resolver:
         self.mapping: dict[str, str] = {}  # fullUrl -> Type/id
         self.by_criteria: dict[str, tuple[str, int]] = {}  # criteria key -> (id, entry index)
         self.resolved: dict[str, str] = {}  # conditional reference criteria key -> Type/id
+        # criteria key -> matches, looked up in one query before any entry is assigned
+        self.prefetched: dict[str, list[tuple[int, str]]] = {}
+
+    def prefetch(self, entries: list[Entry]) -> None:
+        """Answer every simple ``identifier=system|value`` criterion of the Bundle at once.
+
+        The Bundle's criteria are all locked already (lock_keys_for), so the answers cannot
+        change before the entries use them.  Other criteria are searched one by one as before.
+        """
+        wanted: dict[str, tuple[str, str, str]] = {}
+        for e in entries:
+            queries = []
+            if e.method == "POST" and e.if_none_exist:
+                queries.append((e.target.res_type, e.if_none_exist))
+            elif e.method in ("PUT", "PATCH") and e.target.res_id is None:
+                queries.append((e.target.res_type, e.target.query or ""))
+            for holder, key, _ in entry_references(e):
+                if (cond := conditional_reference(holder[key])) is not None:
+                    queries.append(cond)
+            for res_type, query in queries:
+                if (simple := _identifier_criterion(res_type, query)) is not None:
+                    wanted[criteria_key(res_type, query)] = simple
+        if wanted:
+            found = match_identifiers(self.unit.conn, list(set(wanted.values())))
+            self.prefetched = {key: found[simple] for key, simple in wanted.items()}
+
+    def _find(self, res_type: str, query: str) -> list[tuple[int, str]]:
+        cached = self.prefetched.get(criteria_key(res_type, query))
+        return cached[:2] if cached is not None else _matches(self.unit, res_type, query)
 
     def assign(self, e: Entry) -> None:
         t = e.target
@@ -227,7 +278,7 @@ class _Resolver:
             # The same conditional create twice in one Bundle makes one resource.
             res_id, e.same_as = self.by_criteria[key]
             return res_id
-        found = _matches(self.unit, res_type, e.if_none_exist)
+        found = self._find(res_type, e.if_none_exist)
         if len(found) > 1:
             raise PreconditionFailed(
                 f"{e.path}.request.ifNoneExist {e.if_none_exist!r} matches more than one "
@@ -242,7 +293,7 @@ class _Resolver:
 
     def _conditional_id(self, e: Entry) -> str:
         t = e.target
-        found = _matches(self.unit, t.res_type, t.query or "")
+        found = self._find(t.res_type, t.query or "")
         if len(found) > 1:
             raise PreconditionFailed(f"{t.res_type}?{t.query} matches more than one resource")
         if e.method == "PATCH":
@@ -258,6 +309,7 @@ class _Resolver:
                 )
             return found[0][1]
         if body_id is None:
+            e.known_new = e.if_match is None
             return repo.new_id()
         if not isinstance(body_id, str):
             raise BadRequest("id must be a string", expression=["id"])
@@ -285,7 +337,7 @@ class _Resolver:
         if key not in self.resolved:
             try:
                 interactions.check_type(res_type)
-                found = _matches(self.unit, res_type, query)
+                found = self._find(res_type, query)
             except FhirError as exc:
                 raise type(exc)(
                     f"{path}: {exc}", expression=[path], status=exc.status, code=exc.code

@@ -59,7 +59,7 @@ def split_values(raw: str, sep: str = ",") -> list[str]:
     return out
 
 
-def _split_token(value: str) -> tuple[str | None, bool, str | None]:
+def split_token(value: str) -> tuple[str | None, bool, str | None]:
     """(system, system given, code) of ``sys|code``, ``|code``, ``sys|`` or ``code``."""
     parts = split_values(value, "|")
     if len(parts) == 1:
@@ -184,7 +184,7 @@ class Criteria:
                 continue
             if modifier not in ("", "not"):
                 raise InvalidSearch(f"modifier :{modifier} is not supported on token {code!r}")
-            system, has_system, tok = _split_token(item)
+            system, has_system, tok = split_token(item)
             parts = []
             if tok is not None:
                 parts.append(sql("code = ?", tok))
@@ -392,4 +392,4 @@ class Criteria:
         )
 
 
-__all__ = ["Criteria", "index_table", "split_values"]
+__all__ = ["Criteria", "index_table", "split_token", "split_values"]

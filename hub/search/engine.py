@@ -109,6 +109,34 @@ def find_matches(
     return [(r[0], r[1]) for r in execute(conn, query)]
 
 
+def match_identifiers(
+    conn: Connection, wanted: list[tuple[str, str, str]]
+) -> dict[tuple[str, str, str], list[tuple[int, str]]]:
+    """Live resources by (type, identifier system, value): many ``identifier=sys|value``
+    conditions answered in one query (a feed message's conditional writes, say)."""
+    found: dict[tuple[str, str, str], list[tuple[int, str]]] = {key: [] for key in wanted}
+    unique = list(found)
+    for start in range(0, len(unique), 200):
+        chunk = unique[start : start + 200]
+        tests = or_(
+            *(
+                sql("t.res_type = ? AND t.code = ? AND t.system = ?", rt, v, sy)
+                for rt, sy, v in chunk
+            )
+        )
+        query = Sql(
+            "SELECT t.res_type, t.system, t.code, r.rid, r.res_id FROM idx_token t "
+            "JOIN resources r ON r.rid = t.rid "
+            f"WHERE t.param = 'identifier' AND NOT r.deleted AND {tests.text}",
+            tests.params,
+        )
+        for res_type, system, code, rid, res_id in execute(conn, query):
+            matches = found.get((res_type, system, code))
+            if matches is not None and (rid, res_id) not in matches:
+                matches.append((rid, res_id))
+    return found
+
+
 def _sorts(res_type: str | None, spec: str) -> list[_Sort]:
     sorts = []
     for i, raw in enumerate(s for s in spec.split(",") if s):

@@ -1,0 +1,230 @@
+"""Feed benchmark: ORU^R01 (5 OBX) over MLLP from concurrent senders into PostgreSQL.
+
+    .venv/bin/python -m tests.bench.feeds [--messages 3000] [--senders 8] [--workers 2]
+        [--rate 200] [--seconds 15] [--hl7apy-messages 300]
+
+End to end = from the first message sent until every message is acknowledged AND applied
+(its resources searchable).  Printed in the same run:
+  - throughput: messages/s end to end and ACK latency p50/p99, senders sending as fast as
+    their ACKs allow (each waits for its ACK, as MLLP senders do);
+  - steady load: ACK latency p50/p99 at a paced ``--rate`` messages/s, and whether the worker
+    kept up;
+  - (a) the same pipeline with every message also parsed by hl7apy's ``parse_message``;
+  - (b) a raw COPY of the same resource rows (resources + history), as messages/s.
+Targets (issue 3): >= 500 messages/s end to end; ACK p99 <= 50 ms at a steady 200 messages/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from sqlalchemy import func, select
+
+from adapters.feeds.config import demo_community
+from adapters.mllp.client import MLLPClient
+from hub.db import make_engine
+from hub.feeds.bootstrap import load_community_resources
+from hub.store.migrate import upgrade
+from hub.store.schema import inbox
+from tests.bench.common import free_port, percentile, postgres
+
+ITEMS = [
+    ("WBC", "白细胞计数", "10*9/L", "3.5-9.5"),
+    ("RBC", "红细胞计数", "10*12/L", "4.3-5.8"),
+    ("HGB", "血红蛋白", "g/L", "130-175"),
+    ("PLT", "血小板计数", "10*9/L", "125-350"),
+    ("HCT", "红细胞压积", "%", "40-50"),
+]
+
+
+def oru(run: str, n: int) -> bytes:
+    """A CBC result from the lab centre for patient n, filed under the lead hospital's MRN."""
+    obx = "".join(
+        f"OBX|{i}|NM|{code}^{name}^L||{5 + (n * 7 + i) % 40 / 10:.1f}|{unit}^^UCUM|{ref}|N|||F"
+        f"|||20261021080000\r"
+        for i, (code, name, unit, ref) in enumerate(ITEMS, start=1)
+    )
+    return (
+        "MSH|^~\\&|LIS|XJYZX|YGT_HUB|YGT|20261021100000||ORU^R01^ORU_R01|"
+        f"{run}-{n}|P|2.5.1||||||UNICODE UTF-8\r"
+        f"PID|1||ZY{run}{n:07d}^^^XRMYY^MR||张^{n}||19600315|M\r"
+        f"ORC|RE|XR{run}{n}^XRMYY|LAB{run}{n}^XJYZX\r"
+        f"OBR|1|XR{run}{n}^XRMYY|LAB{run}{n}^XJYZX|CBC^血常规^L|||20261021080000"
+        "|||||||||||||||20261021095000|||F\r" + obx
+    ).encode()
+
+
+@contextmanager
+def feed_server(db_url: str, workers: int, hl7apy: bool = False) -> Iterator[int]:
+    port = free_port()
+    command = [sys.executable, "-m", "tests.bench.feed_server", "--db", db_url, "--port", str(port)]
+    command += ["--workers", str(workers)] + (["--hl7apy"] if hl7apy else [])
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, env={**os.environ})
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != b"ready":
+        sys.exit("the feed server did not start")
+    try:
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+async def _send(port: int, messages: list[bytes], senders: int, rate: float | None) -> list[float]:
+    """Send from ``senders`` connections; each waits for its ACK.  ``rate``: total msgs/s."""
+    latencies: list[float] = []
+    start = time.perf_counter()
+
+    async def sender(lane: int) -> None:
+        async with MLLPClient("127.0.0.1", port, timeout=120) as client:
+            for i in range(lane, len(messages), senders):
+                if rate:
+                    await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+                t0 = time.perf_counter()
+                answer = await client.send(messages[i])
+                latencies.append(time.perf_counter() - t0)
+                if b"MSA|AA" not in answer and b"MSA|CA" not in answer:
+                    raise SystemExit(f"not accepted: {answer[:300]!r}")
+
+    await asyncio.gather(*(sender(lane) for lane in range(senders)))
+    return latencies
+
+
+def _wait_applied(engine: Any, total: int, timeout: float = 900) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            done = conn.execute(
+                select(func.count()).where(inbox.c.status.in_(("applied", "failed")))
+            ).scalar_one()
+        if done >= total:
+            return time.perf_counter()
+        time.sleep(0.02)
+    raise SystemExit("the worker did not finish in time")
+
+
+def _run(
+    db_url: str, port: int, run: str, count: int, senders: int, rate: float | None
+) -> dict[str, float]:
+    engine = make_engine(db_url, pool_size=2)
+    with engine.connect() as conn:
+        before = conn.execute(select(func.count()).select_from(inbox)).scalar_one()
+    messages = [oru(run, n) for n in range(count)]
+    start = time.perf_counter()
+    latencies = asyncio.run(_send(port, messages, senders, rate))
+    acked = time.perf_counter()
+    applied = _wait_applied(engine, before + count)
+    with engine.connect() as conn:
+        failed = conn.execute(select(func.count()).where(inbox.c.status == "failed")).scalar_one()
+    engine.dispose()
+    return {
+        "messages": count,
+        "ack_per_s": count / (acked - start),
+        "end_to_end_per_s": count / (applied - start),
+        "ack_p50_ms": percentile(latencies, 50) * 1000,
+        "ack_p99_ms": percentile(latencies, 99) * 1000,
+        "backlog_s_after_last_ack": applied - acked,
+        "failed": failed,
+    }
+
+
+def _copy_rows(db_url: str) -> tuple[float, float]:
+    """COPY the stored rows of the feed's resources; (rows/s, resources per message)."""
+    dsn = db_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT rid, res_type, res_id, version_id, last_updated, deleted, content FROM resources"
+            " WHERE res_type IN ('Patient','ServiceRequest','DiagnosticReport','Observation',"
+            "'Provenance')"
+        ).fetchall()
+        messages = conn.execute("SELECT count(*) FROM inbox WHERE status = 'applied'").fetchone()[0]
+        conn.execute("CREATE TABLE copy_resources (LIKE resources)")
+        conn.execute("CREATE TABLE copy_history (LIKE resource_history)")
+        conn.commit()
+        start = time.perf_counter()
+        with conn.cursor() as cur:
+            with cur.copy(
+                "COPY copy_resources (rid, res_type, res_id, version_id, last_updated, deleted,"
+                " content) FROM STDIN"
+            ) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            with cur.copy(
+                "COPY copy_history (rid, version_id, res_type, res_id, last_updated, deleted,"
+                " method, content) FROM STDIN"
+            ) as copy:
+                for r in rows:
+                    copy.write_row((r[0], r[3], r[1], r[2], r[4], r[5], "POST", r[6]))
+        conn.commit()
+        elapsed = time.perf_counter() - start
+        conn.execute("DROP TABLE copy_resources, copy_history")
+        conn.commit()
+    return len(rows) / elapsed, len(rows) / max(messages, 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--db", help="PostgreSQL URL (default: a throw-away cluster, fsync on)")
+    parser.add_argument("--messages", type=int, default=3000)
+    parser.add_argument("--senders", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2, help="inbox worker threads")
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--hl7apy-messages", type=int, default=300)
+    args = parser.parse_args()
+
+    def bench(url: str) -> dict[str, Any]:
+        upgrade(url)
+        engine = make_engine(url, pool_size=1)
+        load_community_resources(engine, demo_community())
+        engine.dispose()
+        result: dict[str, Any] = {}
+        with feed_server(url, args.workers) as port:
+            asyncio.run(_send(port, [oru("W", n) for n in range(50)], 4, None))  # warm-up
+            result["throughput"] = _run(url, port, "T", args.messages, args.senders, None)
+            steady = int(args.rate * args.seconds)
+            result["steady"] = _run(url, port, "S", steady, args.senders, args.rate)
+        with feed_server(url, args.workers, hl7apy=True) as port:
+            result["hl7apy"] = _run(url, port, "H", args.hl7apy_messages, args.senders, None)
+        rows_per_s, per_message = _copy_rows(url)
+        result["copy"] = {"rows_per_s": rows_per_s, "resources_per_message": per_message,
+                          "messages_per_s": rows_per_s / per_message}  # fmt: skip
+        return result
+
+    if args.db:
+        result = bench(args.db)
+    else:
+        with postgres() as url:
+            result = bench(url)
+    t, s, h, c = result["throughput"], result["steady"], result["hl7apy"], result["copy"]
+    print(f"ORU^R01 with 5 OBX, {args.senders} MLLP senders, {args.workers} worker threads, "
+          f"PostgreSQL fsync on; {c['resources_per_message']:.1f} resources per message")  # fmt: skip
+    print(f"{'run':<44}{'msgs/s':>9}{'ACK p50':>10}{'ACK p99':>10}")
+    print(f"{'hub, as fast as ACKs allow (end to end)':<44}{t['end_to_end_per_s']:>9.0f}"
+          f"{t['ack_p50_ms']:>8.1f}ms{t['ack_p99_ms']:>8.1f}ms")  # fmt: skip
+    print(f"{'  of which acknowledged (inbox commit)':<44}{t['ack_per_s']:>9.0f}")
+    print(f"{f'hub, steady {args.rate:.0f} msgs/s':<44}{s['end_to_end_per_s']:>9.0f}"
+          f"{s['ack_p50_ms']:>8.1f}ms{s['ack_p99_ms']:>8.1f}ms"
+          f"   backlog after last ACK {s['backlog_s_after_last_ack']:.1f}s")  # fmt: skip
+    print(f"{'(a) same pipeline + hl7apy parse_message':<44}{h['end_to_end_per_s']:>9.0f}"
+          f"{h['ack_p50_ms']:>8.1f}ms{h['ack_p99_ms']:>8.1f}ms")  # fmt: skip
+    print(f"{'(b) raw COPY of the same resource rows':<44}{c['messages_per_s']:>9.0f}"
+          f"   ({c['rows_per_s']:,.0f} rows/s)")  # fmt: skip
+    out = Path("bench-results")
+    out.mkdir(exist_ok=True)
+    (out / "feeds.json").write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
