@@ -140,6 +140,37 @@ def migrate(
 
 
 @app.command()
+def worker(
+    db: DbOption = None,
+    config: ConfigOption = None,
+    threads: Annotated[
+        int | None, typer.Option(help="Worker threads (env HUB_FEED_WORKERS)")
+    ] = None,
+) -> None:
+    """Apply inbox messages, deliver the outbox and poll SQL feeds, in a process of its own.
+
+    Run one of these beside ``hub serve --no-feed-worker`` so feed intake (ACK latency) and
+    applying messages do not share one interpreter.
+    """
+    import signal
+    import threading
+
+    from hub.store.migrate import upgrade
+
+    settings = load_settings(config, db_url=db, feed_workers=threads)
+    upgrade(settings.db_url)
+    _load_profiles(settings)
+    service = _feed_service(settings.model_copy(update={"mllp_port": None}))
+    service.start()
+    console.print(f"[green]hub[/] feed worker on {_redact(settings.db_url)}")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    service.stop()  # finishes the message in hand; nothing acknowledged is lost
+
+
+@app.command()
 def ingest(
     files: Annotated[
         list[str], typer.Argument(help="Files of HL7 v2 messages (FHS/BHS batches too)")

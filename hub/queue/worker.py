@@ -24,6 +24,7 @@ from sqlalchemy.exc import OperationalError
 
 from hub.fhir.errors import FhirError
 from hub.fhir.transaction import process_bundle
+from hub.queue.group_apply import apply_group, load_bundles, mergeable_runs
 from hub.queue.merge_guard import swapped_repeat
 from hub.store.repository import now_micros
 from hub.store.schema import inbox
@@ -31,6 +32,8 @@ from hub.store.schema import inbox
 log = logging.getLogger("hub.worker")
 # References in the applied Bundles are relative; no response is sent anywhere.
 _BASE = "urn:hub:feeds"
+# Messages applied in one transaction at most (group commit).
+GROUP_LIMIT = 25
 
 
 class _AlreadyApplied(Exception):
@@ -110,14 +113,29 @@ def pending_ids(engine: Engine, limit: int = 500, after: int = 0) -> list[tuple[
         return [(int(r.id), r.patient_key) for r in rows]
 
 
+def apply_messages(engine: Engine, ids: list[int]) -> dict[str, int]:
+    """Apply messages in order, several per transaction where they touch different resources
+    (group commit, hub.queue.group_apply); counts by resulting status."""
+    counts: dict[str, int] = {}
+    bundles = load_bundles(engine, ids)
+    for run in mergeable_runs(bundles):
+        run_ids = [ids[i] for i in run]
+        if len(run_ids) > 1 and apply_group(engine, run_ids):
+            counts["applied"] = counts.get("applied", 0) + len(run_ids)
+            continue
+        for inbox_id in run_ids:
+            status = apply_message(engine, inbox_id)
+            counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
 def drain(engine: Engine) -> dict[str, int]:
     """Apply every pending message in order, in this thread (CLI, tests); counts by status."""
     counts: dict[str, int] = {}
     after = 0
     while batch := pending_ids(engine, after=after):
-        for inbox_id, _ in batch:
-            status = apply_message(engine, inbox_id)
-            counts[status] = counts.get(status, 0) + 1
+        for status, n in apply_messages(engine, [i for i, _ in batch]).items():
+            counts[status] = counts.get(status, 0) + n
         after = batch[-1][0]
     return counts
 
@@ -185,19 +203,30 @@ class InboxWorker:
     def _work(self, lane: queue.Queue[int | None]) -> None:
         delay = 0.5
         while True:
-            inbox_id = lane.get()
-            if inbox_id is None:
+            first = lane.get()
+            if first is None:
                 return
+            batch = [first]
+            # Whatever else already waits in this lane goes in the same group commit.
+            while len(batch) < GROUP_LIMIT:
+                try:
+                    more = lane.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    lane.put(None)  # stop after this batch
+                    break
+                batch.append(more)
             while not self._stop.is_set():
                 try:
-                    apply_message(self.engine, inbox_id)
+                    apply_messages(self.engine, batch)
                     delay = 0.5
                     break
                 except OperationalError:
-                    log.warning("inbox: store unavailable; retrying message %s", inbox_id)
+                    log.warning("inbox: store unavailable; retrying %d messages", len(batch))
                     self._stop.wait(delay)
                     delay = min(delay * 2, 30.0)
             with self._lock:
-                self._inflight.discard(inbox_id)
+                self._inflight.difference_update(batch)
             if self._stop.is_set():
                 return

@@ -43,13 +43,16 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--hl7apy", action="store_true")
+    parser.add_argument(
+        "--no-worker", action="store_true", help="intake only (a `hub worker` process applies)"
+    )
     args = parser.parse_args()
     if args.hl7apy:
         _with_hl7apy()
     engine = make_engine(args.db, pool_size=16, max_overflow=8)
     service = FeedService(
         engine, demo_community(), mllp_port=args.port, worker_threads=args.workers,
-        intake_threads=16,
+        intake_threads=16, run_worker=not args.no_worker,
     )  # fmt: skip
     service.start()
     print("ready", flush=True)

@@ -67,18 +67,27 @@ def oru(run: str, n: int) -> bytes:
 
 @contextmanager
 def feed_server(db_url: str, workers: int, hl7apy: bool = False) -> Iterator[int]:
+    """The production shape: an MLLP intake process and a separate ``hub worker`` process."""
     port = free_port()
     command = [sys.executable, "-m", "tests.bench.feed_server", "--db", db_url, "--port", str(port)]
-    command += ["--workers", str(workers)] + (["--hl7apy"] if hl7apy else [])
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, env={**os.environ})
-    assert proc.stdout is not None
-    if proc.stdout.readline().strip() != b"ready":
+    command += ["--no-worker"] + (["--hl7apy"] if hl7apy else [])
+    intake = subprocess.Popen(command, stdout=subprocess.PIPE, env={**os.environ})
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "hub.cli", "worker", "--db", db_url, "--threads", str(workers)],
+        env={**os.environ},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    assert intake.stdout is not None
+    if intake.stdout.readline().strip() != b"ready":
         sys.exit("the feed server did not start")
     try:
         yield port
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+        for proc in (intake, worker):
+            proc.terminate()
+        for proc in (intake, worker):
+            proc.wait(timeout=60)
 
 
 async def _send(port: int, messages: list[bytes], senders: int, rate: float | None) -> list[float]:
@@ -144,9 +153,9 @@ def _copy_rows(db_url: str) -> tuple[float, float]:
     dsn = db_url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(
-            "SELECT rid, res_type, res_id, version_id, last_updated, deleted, content FROM resources"
-            " WHERE res_type IN ('Patient','ServiceRequest','DiagnosticReport','Observation',"
-            "'Provenance')"
+            "SELECT rid, res_type, res_id, version_id, last_updated, deleted, content"
+            " FROM resources WHERE res_type IN"
+            " ('Patient', 'ServiceRequest', 'DiagnosticReport', 'Observation', 'Provenance')"
         ).fetchall()
         messages = conn.execute("SELECT count(*) FROM inbox WHERE status = 'applied'").fetchone()[0]
         conn.execute("CREATE TABLE copy_resources (LIKE resources)")
@@ -209,7 +218,8 @@ def main() -> None:
             result = bench(url)
     t, s, h, c = result["throughput"], result["steady"], result["hl7apy"], result["copy"]
     print(f"ORU^R01 with 5 OBX, {args.senders} MLLP senders, {args.workers} worker threads, "
-          f"PostgreSQL fsync on; {c['resources_per_message']:.1f} resources per message")  # fmt: skip
+          "PostgreSQL fsync on; "
+          f"{c['resources_per_message']:.1f} resources per message")  # fmt: skip
     print(f"{'run':<44}{'msgs/s':>9}{'ACK p50':>10}{'ACK p99':>10}")
     print(f"{'hub, as fast as ACKs allow (end to end)':<44}{t['end_to_end_per_s']:>9.0f}"
           f"{t['ack_p50_ms']:>8.1f}ms{t['ack_p99_ms']:>8.1f}ms")  # fmt: skip
