@@ -61,6 +61,8 @@ class Member:
     part_of: str | None = None
     concept_map: str | None = None
     feeds: bool = True
+    # Where the member's systems take enhanced-mode application ACKs (mllp://host:port).
+    application_acks: str | None = None
 
     def system(self, kind: str) -> str:
         """The identifier system of this member's ``kind`` numbers (mrn, visit, placer, ...)."""
@@ -148,6 +150,7 @@ def load_community(path: Path | str = DEFAULT_COMMUNITY) -> Community:
             part_of=raw.get("partOf"),
             concept_map=raw.get("conceptMap"),
             feeds=raw.get("feeds", True),
+            application_acks=raw.get("applicationAcks"),
         )
         members[member.code] = member
         if member.concept_map:

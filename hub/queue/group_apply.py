@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, select, update
 
 from hub.fhir.errors import FhirError
 from hub.fhir.transaction import process_bundle
+from hub.queue.app_ack import queue_application_acks
 from hub.store.locks import criteria_key
 from hub.store.repository import now_micros
 from hub.store.schema import inbox
@@ -99,6 +100,7 @@ def apply_group(engine: Engine, ids: list[int]) -> bool:
         )
         if done.rowcount != len(ids):
             raise _Conflict
+        queue_application_acks(conn, ids, "AA")
 
     try:
         process_bundle(engine, merged, base_url=_BASE, prefer_return="minimal", within=mark_applied)

@@ -196,12 +196,25 @@ def receive(
         raw, transport=transport, peer=peer, header=header, accepted=True, status="pending",
         patient_key=mapped.patient_key, bundle=mapped.bundle,
     )  # fmt: skip
+    row.update(_application_ack_request(message, community, sender))
     try:
         inbox_id = _store(engine, row)
     except IntegrityError:
         return _resend(engine, raw, row, message, community, header)
     ack, sent = _ack(message, "AA", list(mapped.warnings), community, header)
     return Receipt(ack, sent, inbox_id, "pending", list(mapped.warnings))
+
+
+def _application_ack_request(message: Message, community: Community, sender: str) -> dict[str, Any]:
+    """Enhanced mode (MSH-15 set) with MSH-16 AL/ER/SU: where the application ACK goes."""
+    wanted = message.msh.value(16).strip().upper()
+    member = community.member(sender)
+    if not message.msh.value(15).strip() or wanted not in ("AL", "ER", "SU"):
+        return {}
+    if member is None or not member.application_acks:
+        log.info("%s asks for application ACKs but has no applicationAcks address", sender)
+        return {}
+    return {"app_ack": wanted, "reply_to": member.application_acks}
 
 
 def _header_only(raw: bytes, charset: str) -> Message | None:

@@ -24,6 +24,7 @@ from sqlalchemy.exc import OperationalError
 
 from hub.fhir.errors import FhirError
 from hub.fhir.transaction import process_bundle
+from hub.queue.app_ack import queue_application_acks
 from hub.queue.group_apply import apply_group, load_bundles, mergeable_runs
 from hub.queue.merge_guard import swapped_repeat
 from hub.store.repository import now_micros
@@ -72,6 +73,7 @@ def apply_message(engine: Engine, inbox_id: int) -> str:
         )
         if done.rowcount != 1:
             raise _AlreadyApplied
+        queue_application_acks(conn, [inbox_id], "AA")
 
     try:
         process_bundle(engine, bundle, base_url=_BASE, prefer_return="minimal", within=mark_applied)
@@ -95,11 +97,15 @@ def _mark_failed(engine: Engine, inbox_id: int, reason: str) -> None:
 
 def _finish(engine: Engine, inbox_id: int, status: str, reason: str) -> None:
     with engine.begin() as conn:
-        conn.execute(
+        done = conn.execute(
             update(inbox)
             .where(inbox.c.id == inbox_id, inbox.c.status == "pending")
             .values(status=status, error=reason[:2000], attempts=inbox.c.attempts + 1)
         )
+        if done.rowcount == 1:
+            # Failed: AE.  Skipped (an echo of a merge already applied): nothing went wrong.
+            code, text = ("AE", reason) if status == "failed" else ("AA", None)
+            queue_application_acks(conn, [inbox_id], code, text)
 
 
 def pending_ids(engine: Engine, limit: int = 500, after: int = 0) -> list[tuple[int, str | None]]:

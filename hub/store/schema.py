@@ -206,6 +206,9 @@ inbox = Table(
     Column("bundle", Text, nullable=True),
     Column("attempts", Integer, nullable=False, default=0),
     Column("applied_at", BigInteger, nullable=True),
+    # Enhanced mode: MSH-16 (AL, ER, SU) and where the sender takes application ACKs.
+    Column("app_ack", String(2), nullable=True),
+    Column("reply_to", String(256), nullable=True),
     Index(
         "ux_inbox_sender_control",
         "sender",

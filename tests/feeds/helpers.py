@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 
+from adapters.hl7v2.ack import build_ack
 from adapters.hl7v2.parse import Message, parse
 from adapters.mllp.client import MLLPClient
+from adapters.mllp.listener import MLLPServer
 from hub.store.schema import inbox
 
 
@@ -44,3 +48,38 @@ def ack_code(answer: bytes) -> str:
 def inbox_rows(engine: sa.Engine) -> list[Any]:
     with engine.connect() as conn:
         return list(conn.execute(sa.select(inbox).order_by(inbox.c.id)))
+
+
+class Receiver:
+    """A LIS on a real socket; ``script`` picks the answer per received control id."""
+
+    def __init__(self, script: Callable[[str, int], str | None]) -> None:
+        self.script = script
+        self.received: list[str] = []
+        self.payloads: list[bytes] = []
+        self.loop = asyncio.new_event_loop()
+        self.server = MLLPServer(self.handle, port=0)
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    async def handle(self, payload: bytes, _peer: str) -> bytes | None:
+        message = parse(payload)
+        self.received.append(message.control_id)
+        self.payloads.append(payload)
+        code = self.script(message.control_id, self.received.count(message.control_id))
+        if code is None:
+            raise ConnectionError("drop the connection without an answer")
+        return build_ack(message, code, control_id="L1").encode()
+
+    def __enter__(self) -> Receiver:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+    @property
+    def url(self) -> str:
+        return f"mllp://127.0.0.1:{self.server.port}"

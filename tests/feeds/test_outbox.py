@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
 import sqlalchemy as sa
 
-from adapters.hl7v2.ack import build_ack
-from adapters.hl7v2.parse import parse
-from adapters.mllp.listener import MLLPServer
 from hub.queue.outbox import Policy, deliver_due, enqueue
 from hub.store.schema import outbox
+from tests.feeds.helpers import Receiver
 
 FAST = Policy(max_attempts=4, first_delay=0.01, max_delay=0.05, timeout=1)
 
@@ -24,39 +20,6 @@ def order(n: int) -> bytes:
         "MSH|^~\\&|YGT_HUB|YGT|LIS|XJYZX|20261023083000+0800||ORM^O01^ORM_O01|"
         f"OUT{n}|P|2.4\rPID|1||QS{n}^^^QSWSY^MR\rORC|NW|P{n}\rOBR|1|P{n}||CBC^血常规^L\r"
     ).encode()
-
-
-class Receiver:
-    """A LIS on a real socket; ``script`` picks the answer per received control id."""
-
-    def __init__(self, script: Callable[[str, int], str | None]) -> None:
-        self.script = script
-        self.received: list[str] = []
-        self.loop = asyncio.new_event_loop()
-        self.server = MLLPServer(self.handle, port=0)
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-
-    async def handle(self, payload: bytes, _peer: str) -> bytes | None:
-        message = parse(payload)
-        self.received.append(message.control_id)
-        code = self.script(message.control_id, self.received.count(message.control_id))
-        if code is None:
-            raise ConnectionError("drop the connection without an answer")
-        return build_ack(message, code, control_id="L1").encode()
-
-    def __enter__(self) -> Receiver:
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-
-    @property
-    def url(self) -> str:
-        return f"mllp://127.0.0.1:{self.server.port}"
 
 
 def run_until_settled(engine: sa.Engine, seconds: float = 10) -> None:
