@@ -72,19 +72,13 @@ def mergeable_runs(bundles: list[dict[str, Any]], limit: int = 25) -> list[list[
     return runs
 
 
-def apply_group(engine: Engine, ids: list[int]) -> bool:
-    """Apply these pending messages in one transaction; False if it must be done one by one."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(inbox.c.id, inbox.c.status, inbox.c.bundle).where(inbox.c.id.in_(ids))
-        ).all()
-    if len(rows) != len(ids) or any(r.status != "pending" or r.bundle is None for r in rows):
-        return False
-    by_id = {r.id: orjson.loads(r.bundle) for r in rows}
+def apply_group(engine: Engine, ids: list[int], bundles: list[dict[str, Any]]) -> bool:
+    """Apply these pending messages (with their loaded Bundles) in one transaction; False if
+    it must be done one by one.  The status guard below makes a stale Bundle harmless."""
     merged = {
         "resourceType": "Bundle",
         "type": "transaction",
-        "entry": [entry for i in ids for entry in by_id[i]["entry"]],
+        "entry": [entry for bundle in bundles for entry in bundle["entry"]],
     }
 
     def mark_applied(conn: Connection) -> None:
@@ -110,10 +104,13 @@ def apply_group(engine: Engine, ids: list[int]) -> bool:
 
 
 def load_bundles(engine: Engine, ids: list[int]) -> list[dict[str, Any]]:
-    """The mapped Bundles of these messages, in the given order ({} when there is none)."""
+    """The mapped Bundles of pending messages, in the given order ({}: none, not pending, or a
+    merge, which is applied on its own)."""
     with engine.connect() as conn:
         rows = conn.execute(
-            select(inbox.c.id, inbox.c.bundle, inbox.c.message_type).where(inbox.c.id.in_(ids))
+            select(inbox.c.id, inbox.c.bundle, inbox.c.message_type, inbox.c.status).where(
+                inbox.c.id.in_(ids)
+            )
         ).all()
     found = {
         r.id: (

@@ -126,7 +126,7 @@ def apply_messages(engine: Engine, ids: list[int]) -> dict[str, int]:
     bundles = load_bundles(engine, ids)
     for run in mergeable_runs(bundles):
         run_ids = [ids[i] for i in run]
-        if len(run_ids) > 1 and apply_group(engine, run_ids):
+        if len(run_ids) > 1 and apply_group(engine, run_ids, [bundles[i] for i in run]):
             counts["applied"] = counts.get("applied", 0) + len(run_ids)
             continue
         for inbox_id in run_ids:

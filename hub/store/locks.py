@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from functools import lru_cache
 from urllib.parse import parse_qsl
 
 from sqlalchemy import Connection, text
 
 
+@lru_cache(maxsize=65_536)
 def criteria_key(res_type: str, query: str) -> str:
     """A canonical key for conditional criteria: parameter order and encoding don't matter."""
     pairs = sorted(parse_qsl(query, keep_blank_values=True))
