@@ -6,6 +6,7 @@ COPY moves them several times faster than multi-row INSERT, inside the same tran
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Table, text
@@ -19,17 +20,33 @@ def allocate_rids(conn: Connection, count: int) -> list[int]:
     return [row[0] for row in conn.execute(_SEQUENCE_SQL, {"n": count})]
 
 
-def copy_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+# A row is a dict (by column name) or a tuple already in the table's column order.
+Row = dict[str, Any] | tuple[Any, ...]
+
+
+def _values(columns: list[str], row: Row) -> Sequence[Any]:
+    return row if isinstance(row, tuple) else [row.get(name) for name in columns]
+
+
+def as_mapping(table: Table, row: Row) -> dict[str, Any]:
+    return (
+        dict(zip((c.name for c in table.columns), row, strict=True))
+        if isinstance(row, tuple)
+        else row
+    )
+
+
+def copy_rows(conn: Connection, table: Table, rows: Sequence[Row]) -> None:
     columns = [c.name for c in table.columns]
     driver = conn.connection.driver_connection
     assert driver is not None
     statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
     with driver.cursor() as cur, cur.copy(statement) as copy:
         for row in rows:
-            copy.write_row([row.get(name) for name in columns])
+            copy.write_row(_values(columns, row))
 
 
-def insert_pipelined(conn: Connection, batches: list[tuple[Table, list[dict[str, Any]]]]) -> None:
+def insert_pipelined(conn: Connection, batches: Sequence[tuple[Table, Sequence[Row]]]) -> None:
     """Multi-table INSERTs in one pipeline: one network round trip for a small write.
 
     A single create touches up to eight tables; COPY costs a round trip per table, which
@@ -44,7 +61,7 @@ def insert_pipelined(conn: Connection, batches: list[tuple[Table, list[dict[str,
             columns = [c.name for c in table.columns]
             marks = ", ".join(["%s"] * len(columns))
             statement = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"
-            cur.executemany(statement, [[row.get(name) for name in columns] for row in rows])
+            cur.executemany(statement, [_values(columns, row) for row in rows])
 
 
 def delete_pipelined(conn: Connection, tables: list[Table], rid: int) -> None:

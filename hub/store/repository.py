@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +23,9 @@ from hub.search.extract import extract_index_rows
 from hub.search.values import format_instant
 from hub.store.bulk import (
     COPY_THRESHOLD,
+    Row,
     allocate_rids,
+    as_mapping,
     copy_rows,
     delete_pipelined,
     insert_pipelined,
@@ -68,6 +70,12 @@ def stamp(resource: dict[str, Any], res_id: str, version_id: int, last_updated: 
         if key not in body:
             body[key] = value
     return orjson.dumps(body).decode("utf-8")
+
+
+# Each index table's columns after (rid, res_type), in table order.
+_INDEX_VALUE_COLUMNS = {
+    kind: tuple(c.name for c in table.columns)[2:] for kind, table in INDEX_TABLES.items()
+}
 
 
 def _row_to_stored(row: Any) -> StoredResource:
@@ -204,7 +212,8 @@ class Writer:
     last_updated: int = field(default_factory=now_micros)
     _creates: list[_PendingCreate] = field(default_factory=list)
     _history: list[dict[str, Any]] = field(default_factory=list)
-    _index: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # Index rows as tuples in their table's column order (COPY writes them as they are).
+    _index: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
     _claimed: set[tuple[str, str]] = field(default_factory=set)
 
     def _claim(self, res_type: str, res_id: str) -> None:
@@ -275,7 +284,7 @@ class Writer:
 
     def flush(self) -> None:
         bulk = self.conn.dialect.name == "postgresql"
-        pending: list[tuple[Table, list[dict[str, Any]]]] = []
+        pending: list[tuple[Table, Sequence[Row]]] = []
         if self._creates:
             rows = [
                 {
@@ -311,7 +320,7 @@ class Writer:
         pending = [(table, rows) for table, rows in pending if rows]
         if not bulk:
             for table, rows in pending:
-                self.conn.execute(insert(table), rows)
+                self.conn.execute(insert(table), [as_mapping(table, r) for r in rows])
         elif len(self._creates) >= COPY_THRESHOLD:
             for table, rows in pending:
                 copy_rows(self.conn, table, rows)
@@ -355,9 +364,11 @@ class Writer:
 
     def _add_index(self, rid: int, res_type: str, rows: dict[str, list[dict[str, Any]]]) -> None:
         for kind, kind_rows in rows.items():
+            if not kind_rows:
+                continue
             bucket = self._index.setdefault(kind, [])
-            for row in kind_rows:
-                bucket.append({**row, "rid": rid, "res_type": res_type})
+            names = _INDEX_VALUE_COLUMNS[kind]
+            bucket.extend((rid, res_type, *[row.get(n) for n in names]) for row in kind_rows)
 
     def _history_row(
         self,
