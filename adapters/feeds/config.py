@@ -1,11 +1,12 @@
 """The community and its feeds, read from profiles/ (data, not code).
 
 A feed is identified by the sending facility (MSH-4), which names the member; MSH-3 (the
-sending application) is recorded, and only checked when the member lists its applications and
-``strict_applications`` is set.  Identifier systems follow one pattern per member
-(``{identifierBase}/{member}/{mrn|visit|placer|filler|obx}``), so an assigning authority in
-CX-4 (``XRMYY``) names the system directly: the lab centre can report under the lead hospital's
-MRN.  Each member's local codes reach LOINC through its ConceptMap.
+sending application) is recorded, and only checked when the member sets
+``restrictApplications`` (each member may run several vendors' systems).  Identifier systems
+follow one pattern per member (``{identifierBase}/{member}/{mrn|visit|placer|filler|obx}``),
+so an assigning authority in CX-4 (``XRMYY``) names the system directly: the lab centre can
+report under the lead hospital's MRN.  Each member's local codes reach LOINC through its
+ConceptMap.
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ class Member:
     feeds: bool = True
     # Where the member's systems take enhanced-mode application ACKs (mllp://host:port).
     application_acks: str | None = None
+    # Refuse messages whose MSH-3 (sending application) is not one of ``applications``.
+    restrict_applications: bool = False
 
     def system(self, kind: str) -> str:
         """The identifier system of this member's ``kind`` numbers (mrn, visit, placer, ...)."""
@@ -151,6 +154,7 @@ def load_community(path: Path | str = DEFAULT_COMMUNITY) -> Community:
             concept_map=raw.get("conceptMap"),
             feeds=raw.get("feeds", True),
             application_acks=raw.get("applicationAcks"),
+            restrict_applications=raw.get("restrictApplications", False),
         )
         members[member.code] = member
         if member.concept_map:

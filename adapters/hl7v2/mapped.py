@@ -29,17 +29,11 @@ _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://ygt.example.org/fhir/hl7v2-
 class MappingError(HL7ParseError):
     """The message was read but cannot be mapped; ``reject`` True → AR, False → AE."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        segment: str = "MSH",
-        sequence: int = 1,
-        field_no: int | None = None,
-        code: str = REQUIRED_FIELD_MISSING,
-        reject: bool = False,
-    ) -> None:
-        super().__init__(message, segment=segment, sequence=sequence, field_no=field_no, code=code)
+    def __init__(self, message: str, *, reject: bool = False, **where: Any) -> None:
+        # ``where``: segment, sequence, field_no and code, as HL7ParseError takes them; a
+        # mapping problem defaults to "required field missing" rather than a parse error.
+        where.setdefault("code", REQUIRED_FIELD_MISSING)
+        super().__init__(message, **where)
         self.reject = reject
 
 

@@ -156,6 +156,16 @@ def _sender(message: Message, community: Community) -> Member:
             code=UNKNOWN_KEY_IDENTIFIER,
             reject=True,
         )
+    application = message.msh.value(3).strip()
+    if member.restrict_applications and application not in member.applications:
+        raise MappingError(
+            f"MSH-3 sending application {application!r} is not one of {member.code}'s "
+            f"({', '.join(member.applications)})",
+            segment="MSH",
+            field_no=3,
+            code=UNKNOWN_KEY_IDENTIFIER,
+            reject=True,
+        )
     return member
 
 

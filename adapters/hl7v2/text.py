@@ -46,21 +46,11 @@ def msh_fields(raw: bytes) -> list[str]:
 
 
 def _msh18(raw: bytes) -> str:
-    start = raw.find(b"MSH")
-    if start == -1 or len(raw) < start + 5:
-        return ""
-    end = len(raw)
-    for terminator in (b"\r", b"\n"):
-        pos = raw.find(terminator, start)
-        if pos != -1:
-            end = min(end, pos)
-    line = raw[start:end]
-    sep = line[3:4]
-    fields = line.split(sep)
+    fields = msh_fields(raw)
     # fields[0] is "MSH", fields[1] the encoding characters (MSH-2), so MSH-n is fields[n-1].
     if len(fields) < 18:
         return ""
-    return fields[17].split(b"~")[0].decode("ascii", errors="replace").strip()
+    return fields[17].split("~")[0].strip()
 
 
 def decode_message(raw: bytes, default_charset: str = "utf-8") -> tuple[str, str]:

@@ -15,8 +15,8 @@ from adapters.hl7v2.mapped import Mapped, MappingError
 from adapters.hl7v2.messages import ADT_EVENTS, MAPPERS, map_message
 from adapters.hl7v2.parse import Message, parse
 from hub.fhir.validation import validate_resource
+from tests.corpus import hl7v2_files
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "hl7v2"
 # Corpus senders are not members: map them as if the member that sends such traffic sent them.
 SENDER = {"ADT": "XRMYY", "ORM": "QSWSY", "OML": "QSWSY", "ORU": "XJYZX"}
 # Parse, but cannot be mapped: an A01 made of MSH and IN1 only (no PID: a timezone fixture).
@@ -32,12 +32,8 @@ REFERENCE_DATA = {"Practitioner", "Location"}
 
 
 def _messages() -> list[tuple[Path, Message]]:
-    if not CORPUS.exists():
-        return []
     out = []
-    for path in sorted(CORPUS.rglob("*")):
-        if not path.is_file() or path.suffix in (".md", ".json") or "BadInputs" in path.parts:
-            continue
+    for path in hl7v2_files():
         try:
             message = parse(path.read_bytes())
         except HL7ParseError:

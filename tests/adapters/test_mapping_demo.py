@@ -333,3 +333,15 @@ def test_chinese_names_and_compound_surnames() -> None:
     assert pid is not None
     assert xpn(pid, 5) == {"family": "王", "given": ["小明"], "text": "王小明"}
     assert xpn(pid, 5, 1) == {"family": "Smith", "given": ["John"], "text": "John Smith"}
+
+
+def test_a_restricted_member_refuses_other_sending_applications() -> None:
+    community = demo_community()
+    assert community.members["XJYZX"].restrict_applications
+    text = (
+        "MSH|^~\\&|HIS|XJYZX|YGT_HUB|YGT|20261002103000+0800||ORU^R01^ORU_R01|X1|P|2.5.1\r"
+        "PID|1||1^^^XRMYY^MR\r"
+    )
+    with pytest.raises(MappingError) as err:
+        map_message(parse_text(text), community, source_ref="x", received_at="2026-10-02T00:00:00Z")
+    assert err.value.reject and err.value.field_no == 3

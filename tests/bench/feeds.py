@@ -37,7 +37,7 @@ from hub.db import make_engine
 from hub.feeds.bootstrap import load_community_resources
 from hub.store.migrate import upgrade
 from hub.store.schema import inbox
-from tests.bench.common import free_port, percentile, postgres
+from tests.bench.common import copy_as_stored, free_port, percentile, postgres
 
 ITEMS = [
     ("WBC", "白细胞计数", "10*9/L", "3.5-9.5"),
@@ -158,27 +158,7 @@ def _copy_rows(db_url: str) -> tuple[float, float]:
             " ('Patient', 'ServiceRequest', 'DiagnosticReport', 'Observation', 'Provenance')"
         ).fetchall()
         messages = conn.execute("SELECT count(*) FROM inbox WHERE status = 'applied'").fetchone()[0]
-        conn.execute("CREATE TABLE copy_resources (LIKE resources)")
-        conn.execute("CREATE TABLE copy_history (LIKE resource_history)")
-        conn.commit()
-        start = time.perf_counter()
-        with conn.cursor() as cur:
-            with cur.copy(
-                "COPY copy_resources (rid, res_type, res_id, version_id, last_updated, deleted,"
-                " content) FROM STDIN"
-            ) as copy:
-                for row in rows:
-                    copy.write_row(row)
-            with cur.copy(
-                "COPY copy_history (rid, version_id, res_type, res_id, last_updated, deleted,"
-                " method, content) FROM STDIN"
-            ) as copy:
-                for r in rows:
-                    copy.write_row((r[0], r[3], r[1], r[2], r[4], r[5], "POST", r[6]))
-        conn.commit()
-        elapsed = time.perf_counter() - start
-        conn.execute("DROP TABLE copy_resources, copy_history")
-        conn.commit()
+        elapsed = copy_as_stored(conn, rows)
     return len(rows) / elapsed, len(rows) / max(messages, 1)
 
 

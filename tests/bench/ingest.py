@@ -26,7 +26,7 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from hub.store.migrate import upgrade
-from tests.bench.common import hub_server, lab_bundle, observation, postgres
+from tests.bench.common import copy_as_stored, hub_server, lab_bundle, observation, postgres
 
 FHIR = {"Content-Type": "application/fhir+json", "Prefer": "return=minimal"}
 
@@ -54,28 +54,7 @@ def _copy_baseline(db_url: str) -> tuple[int, float]:
             "SELECT rid, res_type, res_id, version_id, last_updated, deleted, content "
             "FROM resources WHERE res_type IN ('Observation', 'DiagnosticReport')"
         ).fetchall()
-        conn.execute("DROP TABLE IF EXISTS copy_resources, copy_history")
-        conn.execute("CREATE TABLE copy_resources (LIKE resources)")
-        conn.execute("CREATE TABLE copy_history (LIKE resource_history)")
-        conn.commit()
-        start = time.perf_counter()
-        with conn.cursor() as cur:
-            with cur.copy(
-                "COPY copy_resources (rid, res_type, res_id, version_id, "
-                "last_updated, deleted, content) FROM STDIN"
-            ) as copy:
-                for row in rows:
-                    copy.write_row(row)
-            with cur.copy(
-                "COPY copy_history (rid, version_id, res_type, res_id, last_updated,"
-                " deleted, method, content) FROM STDIN"
-            ) as copy:
-                for r in rows:
-                    copy.write_row((r[0], r[3], r[1], r[2], r[4], r[5], "POST", r[6]))
-        conn.commit()
-        elapsed = time.perf_counter() - start
-        conn.execute("DROP TABLE copy_resources, copy_history")
-        conn.commit()
+        elapsed = copy_as_stored(conn, rows)
     return len(rows), elapsed
 
 

@@ -10,7 +10,6 @@ The corpus facilities are registered as members for this test only.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -25,9 +24,9 @@ from adapters.hl7v2.text import msh_fields
 from adapters.mllp.framing import frame
 from hub.feeds.service import FeedService
 from hub.queue.worker import drain
+from tests.corpus import hl7v2_files
 from tests.feeds.helpers import ack_code, ack_of, inbox_rows, send_all
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "hl7v2"
 # Mappable types whose sample is not a usable message, and why.
 KNOWN_UNMAPPABLE = {
     "Hl7v2TestTimezoneInput.hl7v2": "an A01 without a PID segment (AE 100)",
@@ -35,14 +34,7 @@ KNOWN_UNMAPPABLE = {
 
 
 def corpus_messages() -> list[tuple[str, bytes]]:
-    if not CORPUS.exists():
-        return []
-    out = []
-    for path in sorted(CORPUS.rglob("*")):
-        if not path.is_file() or path.suffix in (".md", ".json") or "BadInputs" in path.parts:
-            continue
-        out.extend((path.name, m) for m in split_messages(path.read_bytes()))
-    return out
+    return [(p.name, m) for p in hl7v2_files() for m in split_messages(p.read_bytes())]
 
 
 def community_with_corpus_senders(messages: list[tuple[str, bytes]]) -> Community:
