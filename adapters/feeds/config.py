@@ -12,6 +12,7 @@ ConceptMap.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta, timezone
@@ -20,7 +21,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-PROFILES = Path(__file__).resolve().parents[2] / "profiles"
+
+def _profiles_dir() -> Path:
+    """$HUB_PROFILES when set; else profiles/ beside the source (a checkout, an editable
+    install); else ./profiles (an installed package run from /app, as in the image)."""
+    if configured := os.environ.get("HUB_PROFILES"):
+        return Path(configured)
+    beside = Path(__file__).resolve().parents[2] / "profiles"
+    return beside if beside.is_dir() else Path.cwd() / "profiles"
+
+
+PROFILES = _profiles_dir()
 DEFAULT_COMMUNITY = PROFILES / "community" / "community.json"
 _NOT_ID = re.compile(r"[^A-Za-z0-9.\-]")
 IDENTIFIER_KINDS = (
