@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from adapters.feeds.config import demo_community, load_community
+from adapters.logsafe import describe
 from hub import __version__
 from hub.config import Settings, load_settings
 from hub.db import make_engine
@@ -85,7 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(Exception)
     async def on_unexpected(_request: Request, exc: Exception) -> Response:
         # Never echo the exception text: it may carry clinical content.
-        log.exception("unhandled error: %s", type(exc).__name__)
+        log.error("unhandled error: %s", describe(exc))
         outcome = operation_outcome([Issue("fatal", "exception", "internal error")])
         return fhir_response(500, outcome)
 

@@ -14,6 +14,7 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable
 
+from adapters.logsafe import describe
 from adapters.mllp.framing import DEFAULT_MAX_FRAME, FramingError, frame, read_frame
 
 log = logging.getLogger("adapters.mllp")
@@ -104,6 +105,6 @@ class MLLPServer:
     async def _answer(self, payload: bytes, peer: str) -> bytes | None:
         try:
             return await self.handler(payload, peer)
-        except Exception:
-            log.exception("mllp %s: handler failed", peer)
+        except Exception as exc:
+            log.error("mllp %s: handler failed: %s", peer, describe(exc))
             return self.fallback(payload, peer) if self.fallback else None

@@ -31,6 +31,7 @@ from adapters.hl7v2.parse import Message, parse
 if TYPE_CHECKING:
     from adapters.hl7v2.mapped import Mapped
 from adapters.hl7v2.text import CHARSETS, msh_fields
+from adapters.logsafe import describe
 from hub.search.values import format_instant
 from hub.store.repository import new_id, now_micros
 from hub.store.schema import inbox
@@ -179,7 +180,7 @@ def receive(
         ack, sent = _ack(message, code, [detail], community, header)
         return Receipt(ack, sent, inbox_id, "rejected", [detail])
     except Exception as exc:  # a mapper bug must not take the listener down
-        log.exception("mapping failed unexpectedly: %s", type(exc).__name__)
+        log.error("mapping failed unexpectedly: %s", describe(exc))
         detail = ErrorDetail(
             "internal error while mapping; the message is kept for replay",
             APPLICATION_INTERNAL_ERROR,

@@ -22,6 +22,7 @@ from sqlalchemy import Engine, Table, insert, select, update
 
 from adapters.feeds.config import Community
 from adapters.hl7v2.mapped import Mapped, MappingError
+from adapters.logsafe import describe
 from adapters.sqlview.config import SqlFeed
 from adapters.sqlview.mapping import map_report_rows
 from adapters.sqlview.poller import group_rows, read_batch, source_table
@@ -168,6 +169,6 @@ class SqlPoller:
                         if self.on_stored is not None:
                             self.on_stored()
                 except Exception as exc:  # a source that is down must not stop the others
-                    log.warning("SQL feed %s: %s", feed.id, type(exc).__name__)
+                    log.warning("SQL feed %s: %s", feed.id, describe(exc))
                 due[feed.id] = time.monotonic() + feed.poll_seconds
             self._stop.wait(1.0)

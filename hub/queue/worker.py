@@ -22,6 +22,7 @@ import orjson
 from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import OperationalError
 
+from adapters.logsafe import describe
 from hub.fhir.errors import FhirError
 from hub.fhir.transaction import process_bundle
 from hub.queue.app_ack import queue_application_acks
@@ -85,7 +86,7 @@ def apply_message(engine: Engine, inbox_id: int) -> str:
     except OperationalError:
         raise
     except Exception as exc:  # a bug must not stop the feed; keep the message for replay
-        log.exception("applying inbox message %s failed", inbox_id)
+        log.error("applying inbox message %s failed: %s", inbox_id, describe(exc))
         _mark_failed(engine, inbox_id, f"internal error: {type(exc).__name__}")
         return "failed"
     return "applied"

@@ -55,3 +55,14 @@ def test_any_message_is_answered_and_kept(
         after = conn.execute(sa.select(sa.func.count()).select_from(inbox)).scalar_one()
     # Kept, unless it was a resend of bytes already kept under this control id.
     assert after == before + 1 or receipt.status == "duplicate"
+
+
+def test_log_lines_name_the_place_not_the_data() -> None:
+    from adapters.logsafe import describe
+
+    try:
+        raise ValueError("PID-5 张三 330521196003150012")
+    except ValueError as exc:
+        text = describe(exc)
+    assert text.startswith("ValueError at ") and "test_intake_fuzz.py" in text
+    assert "张三" not in text and "3305" not in text
