@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 
@@ -25,6 +26,17 @@ Handler = Callable[[bytes, str], Awaitable[bytes | None]]
 Fallback = Callable[[bytes, str], bytes | None]
 
 
+def _keepalive(sock: socket.socket | None) -> None:
+    """Probe an idle connection after 5 minutes, give up on it after ~6 (Linux options)."""
+    if sock is None:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 300)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 30)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+
+
 class MLLPServer:
     def __init__(
         self,
@@ -34,7 +46,9 @@ class MLLPServer:
         port: int = 2575,
         fallback: Fallback | None = None,
         max_frame: int = DEFAULT_MAX_FRAME,
-        idle_timeout: float | None = 600.0,
+        # Senders keep MLLP connections open for hours between messages: no idle limit by
+        # default.  TCP keepalive (set on every connection) finds peers that vanished.
+        idle_timeout: float | None = None,
         tls: ssl.SSLContext | None = None,
     ) -> None:
         self.handler = handler
@@ -74,6 +88,7 @@ class MLLPServer:
         task = asyncio.current_task()
         if task is not None:
             self._clients.add(task)
+        _keepalive(writer.get_extra_info("socket"))
         address = writer.get_extra_info("peername")
         peer = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
         try:
