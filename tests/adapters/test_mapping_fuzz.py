@@ -19,6 +19,9 @@ _TEXT = st.text(
 
 
 def _oru(value_type: str, value: str, reference_range: str = "") -> Mapped:
+    # Text inside a field cannot hold a raw field separator: a sender escapes it (\F\), else
+    # "|||" would shift OBX-11 into OBX-14 and the test would be about another field.
+    value, reference_range = (t.replace("|", "\\F\\") for t in (value, reference_range))
     text = "\r".join(
         [
             "MSH|^~\\&|LIS|XJYZX|YGT_HUB|YGT|20261002103000||ORU^R01^ORU_R01|F1|P|2.5.1",
