@@ -31,7 +31,7 @@ from adapters.hl7v2.segments.patient import (
     patient_key,
 )
 from adapters.hl7v2.segments.provenance import map_provenance
-from adapters.hl7v2.segments.results import map_report
+from adapters.hl7v2.segments.results import map_order_answers, map_report
 
 ADT_EVENTS = frozenset(EVENT_STATUS) | {"A28", "A31", "A40"}
 _PATIENT_ONLY = frozenset({"A28", "A31"})
@@ -93,6 +93,15 @@ def _resource(ctx: Context, full_url: str) -> dict[str, Any]:
     return next(e["resource"] for e in ctx.entries if e["fullUrl"] == full_url)
 
 
+def _link(resource: dict[str, Any], element: str, full_urls: list[str]) -> None:
+    """Add references to a list element, once each: several OBR of one order (same placer
+    number) share one ServiceRequest."""
+    refs = resource.setdefault(element, [])
+    refs.extend({"reference": u} for u in full_urls if {"reference": u} not in refs)
+    if not refs:
+        del resource[element]
+
+
 def _orders(ctx: Context, event: str) -> PatientRef:
     """ORM^O01 / OML^O21: the orders are written; the patient and visit only created."""
     patient = map_patient(ctx, ctx.message.first("PID"), update=False)
@@ -104,10 +113,12 @@ def _orders(ctx: Context, event: str) -> PatientRef:
     for group in groups:
         written = map_service_request(ctx, group, patient, encounter, update=True)
         assert written is not None
-        url, _ids = written
-        specimens = map_specimens(ctx, group, patient, url)
-        if specimens:
-            _resource(ctx, url)["specimen"] = [{"reference": u} for u in specimens]
+        url, ids = written
+        request = _resource(ctx, url)
+        _link(request, "specimen", map_specimens(ctx, group, patient, url))
+        order_number = (ids.placer or ids.filler or ("", ""))[1]
+        answers = map_order_answers(ctx, group, order_number, patient, encounter)
+        _link(request, "supportingInfo", answers)
         control = group.orc.value(1).strip().upper() if group.orc else "NW"
         changed = changed or control not in ("NW", "")
     map_provenance(ctx, update=changed)

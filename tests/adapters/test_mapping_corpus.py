@@ -21,11 +21,12 @@ from tests.corpus import hl7v2_files
 SENDER = {"ADT": "XRMYY", "ORM": "QSWSY", "OML": "QSWSY", "ORU": "XJYZX"}
 # Parse, but cannot be mapped: an A01 made of MSH and IN1 only (no PID: a timezone fixture).
 NOT_MAPPABLE = {"Hl7v2TestTimezoneInput.hl7v2": "100"}
-# Resources written by identifier (PUT) or created only when missing (POST ifNoneExist).
+# Resources written by identifier (PUT) or created only when missing (POST ifNoneExist);
+# order messages PUT their ask-at-order-entry OBX as Observations.
 WRITTEN = {
     "ADT": {"Patient", "Encounter", "Condition", "Procedure"},
-    "ORM": {"ServiceRequest", "Specimen"},
-    "OML": {"ServiceRequest", "Specimen"},
+    "ORM": {"ServiceRequest", "Specimen", "Observation"},
+    "OML": {"ServiceRequest", "Specimen", "Observation"},
     "ORU": {"DiagnosticReport", "Observation", "Specimen"},
 }
 REFERENCE_DATA = {"Practitioner", "Location"}

@@ -16,6 +16,7 @@ from adapters.hl7v2.parse import Message, Segment
 class Result:
     obx: Segment
     notes: list[Segment] = field(default_factory=list)
+    specimen: Segment | None = None  # the SPM this OBX follows (an observation on the specimen)
 
 
 @dataclass
@@ -58,7 +59,8 @@ def order_groups(message: Message) -> list[OrderGroup]:
         elif seg.name == "TQ1" and current.tq1 is None:
             current.tq1 = seg
         elif seg.name == "OBX":
-            current.results.append(Result(seg))
+            spm = current.specimens[-1] if current.specimens else None
+            current.results.append(Result(seg, specimen=spm))
         elif seg.name == "NTE":
             if current.results:
                 current.results[-1].notes.append(seg)

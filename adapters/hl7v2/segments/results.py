@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.hl7v2 import datatypes as dt
-from adapters.hl7v2.errors import REQUIRED_FIELD_MISSING
+from adapters.hl7v2.errors import DATA_TYPE_ERROR, REQUIRED_FIELD_MISSING
 from adapters.hl7v2.mapped import Context
 from adapters.hl7v2.parse import Segment
 from adapters.hl7v2.segments.encounter import EncounterRef
@@ -80,31 +80,42 @@ def _observation(
     group: OrderGroup,
     order_number: str,
     subject: dict[str, str],
-    category: str,
+    category: str | None,
 ) -> tuple[dict[str, Any], str]:
+    """One OBX → Observation; ``category`` None for an answer given at order entry."""
     obx = result.obx
     code = ctx.test_code(obx, 3)
-    if code is None and group.obr is not None:
+    if code is None and group.obr is not None and category is not None:
         # Report text lines (TX/FT, ED) without OBX-3 are the report of the order itself.
         code = ctx.cwe(group.obr, 4)
     if code is None:
         raise ctx.error(obx, 3, "observation identifier is empty", REQUIRED_FIELD_MISSING)
-    status = _OBS_STATUS.get(obx.value(11).strip().upper(), "unknown")
+    result_status = obx.value(11).strip().upper()
+    if category is None and result_status in ("", "O"):
+        # An order-entry answer is sent as O ("order detail only, no result") or blank, yet it
+        # is what the patient said when the order was placed: final, not registered.
+        status = "final"
+    else:
+        status = _OBS_STATUS.get(result_status, "unknown")
     value = f"{order_number}|{obx.value(3).strip()}|{obx.value(4).strip()}"
     obs: dict[str, Any] = {
         "resourceType": "Observation",
         "identifier": [{"system": ctx.sender.system("obx"), "value": value}],
         "status": status,
-        "category": [
+    }
+    if category is not None:
+        obs["category"] = [
             dt.coded(
                 "http://terminology.hl7.org/CodeSystem/observation-category",
                 "imaging" if category == "RAD" else "laboratory",
             )
-        ],
-        "code": code,
-        **subject,
-    }
-    effective = ctx.ts(obx, 14) or (ctx.ts(group.obr, 7) if group.obr else None)
+        ]
+    obs["code"] = code
+    obs.update(subject)
+    if category is not None:
+        effective = ctx.ts(obx, 14) or (ctx.ts(group.obr, 7) if group.obr else None)
+    else:  # asked when the order was placed (ORC-9), not when the specimen was taken (OBR-7)
+        effective = ctx.ts(obx, 14) or (ctx.ts(group.orc, 9) if group.orc else None)
     if effective:
         obs["effectiveDateTime"] = effective
     performers = [_performer(ctx, obx)]
@@ -130,6 +141,67 @@ def _observation(
     return obs, value
 
 
+def _write_observations(
+    ctx: Context,
+    results: list[Result],
+    group: OrderGroup,
+    order_number: str,
+    subject: dict[str, Any],
+    category: str | None,
+    specimen_urls: list[str],
+) -> list[str]:
+    """PUT each OBX's Observation by "<order number>|<OBX-3>|<OBX-4>"; their fullUrls."""
+    urls = []
+    by_value: dict[str, dict[str, Any]] = {}
+    for result in results:
+        obs, value = _observation(ctx, result, group, order_number, subject, category)
+        if specimen_urls:
+            obs["specimen"] = {"reference": specimen_urls[0]}
+        earlier = by_value.get(value)
+        if earlier is not None and result.obx.value(2).strip().upper() in TEXT_TYPES:
+            # A report split over several OBX lines with one code and no sub-id: one text.
+            text = obs.get("valueString")
+            if text:
+                joined = (earlier.get("valueString", "") + "\n" + text).strip()
+                earlier["valueString"] = joined
+            continue
+        if earlier is not None:
+            # Same code and sub-id twice: the set id tells them apart (deterministically).
+            value = f"{value}#{result.obx.value(1).strip()}"
+            obs["identifier"][0]["value"] = value
+        by_value[value] = obs
+        urls.append(ctx.put(obs, ctx.sender.system("obx"), value))
+    return urls
+
+
+def map_order_answers(
+    ctx: Context,
+    group: OrderGroup,
+    order_number: str,
+    patient: PatientRef,
+    encounter: EncounterRef | None,
+) -> list[str]:
+    """ORM/OML OBX (ask-at-order-entry answers: 空腹, 末次月经 ...) → Observations that the
+    ServiceRequest lists as supportingInfo, per the guide's ORM_O01 and OML_O21 maps.
+
+    OBX after an SPM describe the specimen: the guide maps them to nothing, and neither does
+    this.  ED values have no place on an R4 Observation or ServiceRequest: skipped, with a
+    warning, the message itself staying in the inbox.
+    """
+    subject: dict[str, Any] = {"subject": {"reference": patient.full_url}}
+    if encounter:
+        subject["encounter"] = {"reference": encounter.full_url}
+    answers = []
+    for result in group.results:
+        if result.specimen is not None:
+            continue
+        if result.obx.value(2).strip().upper() == "ED":
+            ctx.warn(result.obx, 5, "an ED value in an order is not mapped", DATA_TYPE_ERROR)
+        else:
+            answers.append(result)
+    return _write_observations(ctx, answers, group, order_number, subject, None, [])
+
+
 def map_report(
     ctx: Context,
     group: OrderGroup,
@@ -150,9 +222,8 @@ def map_report(
     if encounter:
         subject["encounter"] = {"reference": encounter.full_url}
     category = report_category(ctx, group)
-    results = []
-    by_value: dict[str, dict[str, Any]] = {}
     forms: list[dict[str, Any]] = []
+    observed = []
     for result in group.results:
         if result.obx.value(2).strip().upper() == "ED":
             # Encapsulated documents (PDF reports ...) → presentedForm: R4 Observation has no
@@ -161,24 +232,9 @@ def map_report(
                 forms.append(attachment(result.obx))
             except ValueError as exc:
                 raise ctx.error(result.obx, 5, str(exc)) from exc
-            continue
-        obs, value = _observation(ctx, result, group, key[1], subject, category)
-        if specimen_urls:
-            obs["specimen"] = {"reference": specimen_urls[0]}
-        earlier = by_value.get(value)
-        if earlier is not None and result.obx.value(2).strip().upper() in TEXT_TYPES:
-            # A report split over several OBX lines with one code and no sub-id: one text.
-            text = obs.get("valueString")
-            if text:
-                joined = (earlier.get("valueString", "") + "\n" + text).strip()
-                earlier["valueString"] = joined
-            continue
-        if earlier is not None:
-            # Same code and sub-id twice: the set id tells them apart (deterministically).
-            value = f"{value}#{result.obx.value(1).strip()}"
-            obs["identifier"][0]["value"] = value
-        by_value[value] = obs
-        results.append(ctx.put(obs, ctx.sender.system("obx"), value))
+        else:
+            observed.append(result)
+    results = _write_observations(ctx, observed, group, key[1], subject, category, specimen_urls)
     report: dict[str, Any] = {
         "resourceType": "DiagnosticReport",
         "identifier": [{"system": key[0], "value": key[1]}],
