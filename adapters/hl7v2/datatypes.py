@@ -260,6 +260,37 @@ def cwe(seg: Segment, n: int, local_system: str, rep: int = 0) -> dict[str, Any]
     return concept
 
 
+def cwe_in_component(
+    seg: Segment, n: int, component: int, local_system: str, rep: int = 0
+) -> dict[str, Any] | None:
+    """A CWE/CE held in one component's subcomponents (SPS.1 specimen source, SPS.4 body
+    site: ``BLD&全血&HL70070^^^LA&左臂&HL70163``) → CodeableConcept, like ``cwe``."""
+
+    def part(i: int) -> str:
+        return seg.value(n, component, sub=i, rep=rep).strip()
+
+    codings = []
+    for first in (1, 4):
+        if not (code := part(first)):
+            continue
+        coding: dict[str, str] = {}
+        if system := code_system(part(first + 2), local_system):
+            coding["system"] = system
+        coding["code"] = code
+        if display := part(first + 1):
+            coding["display"] = display
+        codings.append(coding)
+    text = part(9) or part(2)
+    if not codings and not text:
+        return None
+    concept: dict[str, Any] = {}
+    if codings:
+        concept["coding"] = codings
+    if text:
+        concept["text"] = text
+    return concept
+
+
 def coded(system: str, code: str, display: str | None = None) -> dict[str, Any]:
     coding = {"system": system, "code": code}
     if display:

@@ -1,4 +1,4 @@
-"""Golden assertions on order messages: ask-at-order-entry OBX."""
+"""Golden assertions on order messages: ask-at-order-entry OBX and OBR-15 specimens."""
 
 from __future__ import annotations
 
@@ -48,6 +48,33 @@ def test_order_entry_answers_are_observations_the_order_points_at() -> None:
     assert {a["fullUrl"] for a in answers} <= targets
 
 
+def test_obr15_specimen_source_without_spm() -> None:
+    mapped = _map("qswsy_orm_o01_aoe.hl7")
+    order = _one(mapped, "ServiceRequest")
+    specimen = _one(mapped, "Specimen")
+    assert _refs(order["resource"], "specimen") == [specimen["fullUrl"]]
+    assert specimen["request"] == {
+        "method": "PUT",
+        "url": f"Specimen?identifier={SID}/QSWSY/specimen|QS-ORD-0002-1",
+    }
+    res = specimen["resource"]
+    assert res["type"] == {
+        "coding": [{"system": f"{V2}0070", "code": "SER", "display": "血清"}],
+        "text": "血清",
+    }
+    assert res["request"] == [{"reference": order["fullUrl"]}]
+    assert res["subject"] == {"reference": _one(mapped, "Patient")["fullUrl"]}
+    assert res["collection"] == {
+        "collectedDateTime": "2026-10-06T08:50:00+08:00",  # OBR-7
+        "bodySite": {
+            "coding": [{"system": f"{V2}0163", "code": "LA", "display": "左臂"}],
+            "text": "左臂",
+        },
+    }
+    assert res["receivedTime"] == "2026-10-06T08:58:00+08:00"  # OBR-14
+    assert res["note"] == [{"text": "静脉血"}]  # SPS-3 free text
+
+
 def test_spm_wins_over_obr15_and_specimen_obx_are_not_answers() -> None:
     mapped = _map("qswsy_oml_o21_spm.hl7")
     (specimen,) = _entries(mapped, "Specimen")
@@ -60,6 +87,23 @@ def test_spm_wins_over_obr15_and_specimen_obx_are_not_answers() -> None:
     (answer,) = _entries(mapped, "Observation")
     assert answer["resource"]["identifier"][0]["value"] == "QS-ORD-0003|FAST|"
     assert _refs(order, "supportingInfo") == [answer["fullUrl"]]
+
+
+def test_result_with_obr15_links_the_specimen_like_an_spm() -> None:
+    mapped = _map("xjyzx_oru_r01_obr15.hl7")
+    specimen = _one(mapped, "Specimen")
+    # Known by the order number in its placer's system: the clinic's order (above) and the
+    # lab's result meet on one Specimen.
+    order_specimen = _one(_map("qswsy_orm_o01_aoe.hl7"), "Specimen")
+    assert specimen["request"]["url"] == order_specimen["request"]["url"]
+    res = specimen["resource"]
+    assert res["type"]["coding"][0]["code"] == "SER"
+    assert res["receivedTime"] == "2026-10-06T09:30:00+08:00"
+    report = _one(mapped, "DiagnosticReport")["resource"]
+    assert _refs(report, "specimen") == [specimen["fullUrl"]]
+    (obs,) = _entries(mapped, "Observation")
+    assert obs["resource"]["specimen"] == {"reference": specimen["fullUrl"]}
+    assert res["request"] == [{"reference": _one(mapped, "ServiceRequest")["fullUrl"]}]
 
 
 def test_one_order_over_two_obr_lists_each_answer_once() -> None:

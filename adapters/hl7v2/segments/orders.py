@@ -153,10 +153,13 @@ def _order_details(ctx: Context, group: OrderGroup, request: dict[str, Any]) -> 
 def map_specimens(
     ctx: Context, group: OrderGroup, patient: PatientRef, request_url: str | None
 ) -> list[str]:
-    """SPM → Specimen, PUT by the placer's specimen id (else the filler's, else derived)."""
+    """SPM → Specimen, PUT by the placer's specimen id (else the filler's, else derived);
+    without SPM (v2.3.1, v2.4), OBR-15 specimen source → Specimen.  SPM wins when both are."""
     urls = []
     ids = order_ids(ctx, group)
     order_number = (ids.placer or ids.filler or ("", ""))[1]
+    if not group.specimens:
+        return _obr_specimen(ctx, group, ids, patient, request_url)
     for spm in group.specimens:
         placer, filler = spm.value(2, 1).strip(), spm.value(2, 2).strip()
         # The placer's barcode is what both the order and the result carry; the filler's id
@@ -188,3 +191,52 @@ def map_specimens(
             specimen["receivedTime"] = received
         urls.append(ctx.put(specimen, system, value))
     return urls
+
+
+def _obr_specimen(
+    ctx: Context,
+    group: OrderGroup,
+    ids: OrderIds,
+    patient: PatientRef,
+    request_url: str | None,
+) -> list[str]:
+    """OBR-15 (SPS) with OBR-7/8, OBR-14 → Specimen, per the guide's OBR[Specimen] map.
+
+    SPS carries no specimen id: the Specimen is known by the order number and the OBR set id,
+    in the system of the order number's assigning authority, so the clinic's v2.3.1 order and
+    the lab's result of it meet on one Specimen.
+    """
+    obr = group.obr
+    number = ids.placer or ids.filler
+    if obr is None or not obr.raw(15).strip() or number is None:
+        return []
+    namespace = group.field(2, 2, 2) if ids.placer else group.field(3, 3, 2)
+    system = ctx.community.system_for_authority(namespace, "specimen") or ctx.sender.system(
+        "specimen"
+    )
+    value = f"{number[1]}-{obr.value(1).strip() or '1'}"
+    specimen: dict[str, Any] = {
+        "resourceType": "Specimen",
+        "identifier": [{"system": system, "value": value}],
+        "subject": {"reference": patient.full_url},
+    }
+    local = ctx.sender.local_code_system
+    if kind := dt.cwe_in_component(obr, 15, 1, local):
+        specimen["type"] = kind
+    if request_url:
+        specimen["request"] = [{"reference": request_url}]
+    collection: dict[str, Any] = {}
+    start, end = ctx.ts(obr, 7), ctx.ts(obr, 8)
+    if start and end:
+        collection["collectedPeriod"] = {"start": start, "end": end}
+    elif start:
+        collection["collectedDateTime"] = start
+    if site := dt.cwe_in_component(obr, 15, 4, local):
+        collection["bodySite"] = site
+    if collection:
+        specimen["collection"] = collection
+    if received := ctx.ts(obr, 14):
+        specimen["receivedTime"] = received
+    if free_text := obr.value(15, 3).strip():
+        specimen["note"] = [{"text": free_text}]
+    return [ctx.put(specimen, system, value)]
