@@ -15,6 +15,20 @@ _ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 _PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 # PatientClass[EncounterClass]; classes without a v3 code keep their table 0004 code.
 _CLASS = {"E": "EMER", "I": "IMP", "O": "AMB", "P": "PRENC"}
+_PRIORITY = "http://terminology.hl7.org/CodeSystem/v3-ActPriority"
+# AdmissionType: table 0007 codes go to Encounter.type as they are (v2-0007).
+_ADMISSION_TYPES = {
+    "A": "Accident", "E": "Emergency", "L": "Labor and Delivery", "R": "Routine",
+    "N": "Newborn (Birth in healthcare facility)", "U": "Urgent", "C": "Elective",
+}  # fmt: skip
+# EncounterPriority: PV2-25 visit priority (table 0217) → v3-ActPriority.
+_VISIT_PRIORITY = {"1": ("EM", "emergency"), "2": ("UR", "urgent"), "3": ("EL", "elective")}
+# Departure: the guide maps PV1-4 to Encounter.type only; the admission types that name a
+# priority give Encounter.priority too when PV2-25 is empty (as it is from most county HIS).
+_ADMISSION_PRIORITY = {
+    "E": ("EM", "emergency"), "U": ("UR", "urgent"), "C": ("EL", "elective"),
+    "R": ("R", "routine"),
+}  # fmt: skip
 # ADT event → Encounter.status.  The guide derives status from PV1-2 only (in-progress);
 # the trigger event says more: A03 ends the stay, A05 plans it, A11 cancels the admission
 # ("cancelled": it ended before it began; the record is kept, not "entered-in-error").
@@ -53,6 +67,32 @@ def _visit(ctx: Context, pv1: Segment, patient: PatientRef, adt: bool) -> tuple[
         # No visit number: the stay is known by the patient's MRN and the admission time, which
         # every later ADT of the same stay repeats, so they still converge on one Encounter.
         return system, f"{patient.value}-{admitted}"
+    return None
+
+
+def _admission_type(ctx: Context, pv1: Segment) -> dict[str, Any] | None:
+    """PV1-4 → Encounter.type (AdmissionType): a table 0007 code sent without a coding system
+    is the table's; other codes stay the sender's local ones."""
+    concept = ctx.cwe(pv1, 4)
+    if concept is None:
+        return None
+    first = concept.get("coding", [{}])[0]
+    code = first.get("code", "").upper()
+    if first.get("system") == ctx.sender.local_code_system and code in _ADMISSION_TYPES:
+        first["system"], first["code"] = f"{dt.V2}0007", code
+        first.setdefault("display", _ADMISSION_TYPES[code])
+    return concept
+
+
+def _priority(ctx: Context, pv1: Segment, pv2: Segment | None) -> dict[str, Any] | None:
+    """PV2-25 visit priority (EncounterPriority), else what PV1-4's admission type implies."""
+    if pv2 is not None and (code := pv2.value(25).strip()):
+        if code in _VISIT_PRIORITY:
+            return dt.coded(_PRIORITY, *_VISIT_PRIORITY[code])
+        return ctx.cwe(pv2, 25)
+    admission = pv1.value(4).strip().upper()
+    if admission in _ADMISSION_PRIORITY and not pv1.value(4, 3).strip():
+        return dt.coded(_PRIORITY, *_ADMISSION_PRIORITY[admission])
     return None
 
 
@@ -106,8 +146,13 @@ def map_encounter(
         "identifier": [{"use": "official", "system": system, "value": value}],
         "status": status,
         "class": _class(pv1),
-        "subject": {"reference": patient.full_url},
     }
+    if admission_type := _admission_type(ctx, pv1):
+        enc["type"] = [admission_type]
+    pv2 = ctx.message.first("PV2")
+    if priority := _priority(ctx, pv1, pv2):
+        enc["priority"] = priority
+    enc["subject"] = {"reference": patient.full_url}
     if service := ctx.cwe(pv1, 10):
         enc["serviceType"] = service
     if participants := _participants(ctx, pv1):
@@ -130,7 +175,6 @@ def map_encounter(
         enc["location"] = locations
     if hospitalization := _hospitalization(ctx, pv1):
         enc["hospitalization"] = hospitalization
-    pv2 = ctx.message.first("PV2")
     if pv2 is not None and (reason := ctx.cwe(pv2, 3)):
         enc["reasonCode"] = [reason]
     # The visit belongs to the member that numbered it (PV1-19 CX-4), not to a lab reporting on it.
