@@ -1,7 +1,9 @@
-"""Golden assertions on ADT visit events: admission type and priority, admit reason and next
-of kin."""
+"""Golden assertions on ADT visit events: admission type and priority, admit reason, class
+changes (A06/A07) and next of kin."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from adapters.feeds.config import demo_community
 from adapters.hl7v2.mapped import Mapped
@@ -10,6 +12,7 @@ from adapters.hl7v2.parse import parse_text
 from hub.fhir.validation import validate_resource
 from tests.adapters.test_mapping_demo import MESSAGES, _map, _one
 
+VISIT = "https://ygt.example.org/fhir/sid/XRMYY/visit"
 ACT_PRIORITY = "http://terminology.hl7.org/CodeSystem/v3-ActPriority"
 V2_0007 = "http://terminology.hl7.org/CodeSystem/v2-0007"
 
@@ -21,6 +24,10 @@ def _map_text(text: str) -> Mapped:
     for entry in mapped.bundle["entry"]:
         validate_resource(entry["resource"])
     return mapped
+
+
+def _locations(encounter: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(loc["location"]["display"], loc["status"]) for loc in encounter["location"]]
 
 
 def test_admit_reason_from_pv2_3() -> None:
@@ -71,6 +78,21 @@ def test_visit_priority_pv2_25_wins_over_the_admission_type() -> None:
         "display": "急诊入院",
     }
     assert "priority" not in enc
+
+
+def test_a06_and_a07_change_the_class_of_one_encounter() -> None:
+    admitted, back = _map("xrmyy_adt_a06.hl7"), _map("xrmyy_adt_a07.hl7")
+    requests = [_one(m, "Encounter")["request"] for m in (admitted, back)]
+    assert requests == [{"method": "PUT", "url": f"Encounter?identifier={VISIT}|V20261005002"}] * 2
+    assert _one(admitted, "Patient")["request"] == _one(back, "Patient")["request"]
+    inpatient = _one(admitted, "Encounter")["resource"]
+    outpatient = _one(back, "Encounter")["resource"]
+    assert inpatient["class"]["code"] == "IMP" and outpatient["class"]["code"] == "AMB"
+    assert inpatient["status"] == outpatient["status"] == "in-progress"
+    assert inpatient["period"] == outpatient["period"] == {"start": "2026-10-05T09:00:00+08:00"}
+    assert _locations(inpatient) == [("呼吸内科 205 3床", "active")]
+    assert _locations(outpatient) == [("呼吸内科门诊", "active")]
+    assert "type" not in outpatient and "priority" not in outpatient
 
 
 def test_next_of_kin_stays_a_patient_contact() -> None:
