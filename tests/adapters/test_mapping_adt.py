@@ -1,5 +1,5 @@
 """Golden assertions on ADT visit events: admission type and priority, admit reason, class
-changes (A06/A07) and next of kin."""
+changes (A06/A07), a cancelled transfer (A12) and next of kin."""
 
 from __future__ import annotations
 
@@ -93,6 +93,17 @@ def test_a06_and_a07_change_the_class_of_one_encounter() -> None:
     assert _locations(inpatient) == [("呼吸内科 205 3床", "active")]
     assert _locations(outpatient) == [("呼吸内科门诊", "active")]
     assert "type" not in outpatient and "priority" not in outpatient
+
+
+def test_a12_puts_the_patient_back_where_the_transfer_took_them_from() -> None:
+    admit, transfer, cancel = (_map(f"xrmyy_adt_{e}.hl7") for e in ("a01", "a02", "a12"))
+    urls = {_one(m, "Encounter")["request"]["url"] for m in (admit, transfer, cancel)}
+    assert urls == {f"Encounter?identifier={VISIT}|V20261001001"}
+    enc = _one(cancel, "Encounter")["resource"]
+    assert enc["status"] == "in-progress"
+    # Only PV1-3: the ICU of the cancelled transfer (PV1-6) is not kept as a past location.
+    assert _locations(enc) == [("心内科 301 12床", "active")]
+    assert enc["period"] == {"start": "2026-10-01T08:00:00+08:00"}
 
 
 def test_next_of_kin_stays_a_patient_contact() -> None:

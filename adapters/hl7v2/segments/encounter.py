@@ -169,7 +169,10 @@ def map_encounter(
     if (here := location(ctx, pv1, 3)) is not None:
         done = status in ("finished", "cancelled")
         locations.append({"location": here, "status": "completed" if done else "active"})
-    if event in ("A02", "A12") and (before := location(ctx, pv1, 6)) is not None:
+    # A02: the prior location (PV1-6) is where the patient was.  A12 cancels the transfer:
+    # PV1-3 is where the patient is again and PV1-6 the place never really stayed in, so it
+    # is left out and the PUT puts the Encounter back where it was.
+    if event == "A02" and (before := location(ctx, pv1, 6)) is not None:
         locations.append({"location": before, "status": "completed"})
     if locations:
         enc["location"] = locations
