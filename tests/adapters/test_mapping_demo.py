@@ -345,3 +345,39 @@ def test_a_restricted_member_refuses_other_sending_applications() -> None:
     with pytest.raises(MappingError) as err:
         map_message(parse_text(text), community, source_ref="x", received_at="2026-10-02T00:00:00Z")
     assert err.value.reject and err.value.field_no == 3
+
+
+def _patient_identifiers(pid: str) -> tuple[list[dict[str, Any]], Mapped]:
+    text = (
+        "MSH|^~\\&|HIS|QSWSY|YGT_HUB|YGT|20261002103000+0800||ADT^A28^ADT_A05|R1|P|2.3.1\r"
+        + pid
+        + "\r"
+    )
+    mapped = map_message(
+        parse_text(text), demo_community(), source_ref="x", received_at="2026-10-02T00:00:00Z"
+    )
+    [patient] = [
+        e["resource"] for e in mapped.bundle["entry"] if e["resource"]["resourceType"] == "Patient"
+    ]
+    return patient["identifier"], mapped
+
+
+def test_a_legacy_15_digit_resident_id_is_the_same_identifier_as_its_18_digit_form() -> None:
+    idents, mapped = _patient_identifiers(
+        "PID|1||QS004512^^^QSWSY^MR~11010519491231002X^^^^NNCHN||王^芳||19491231|F"
+        "||||||||||110105491231002"
+    )
+    resident = [i for i in idents if i.get("system", "").endswith("/resident-id")]
+    assert [i["value"] for i in resident] == ["11010519491231002X"]
+    assert not mapped.warnings
+
+
+def test_an_invalid_resident_id_is_kept_flagged_and_warned() -> None:
+    idents, mapped = _patient_identifiers(
+        "PID|1||QS004513^^^QSWSY^MR~110105194912310021^^^^NNCHN||王^芳||19491231|F"
+    )
+    [resident] = [i for i in idents if i.get("system", "").endswith("/resident-id")]
+    assert resident["value"] == "110105194912310021"
+    assert resident["extension"][0]["valueCode"] == "check-digit"
+    assert [w.severity for w in mapped.warnings] == ["W"]
+    validate_resource({"resourceType": "Patient", "identifier": idents})

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from adapters.feeds.resident_id import ResidentIdError, parse_resident_id
 from adapters.hl7v2 import datatypes as dt
 from adapters.hl7v2.errors import DATA_TYPE_ERROR, REQUIRED_FIELD_MISSING
 from adapters.hl7v2.mapped import Context
@@ -42,15 +43,7 @@ class PatientRef:
         return f"{self.system}|{self.value}"
 
 
-def resident_id_valid(value: str) -> bool:
-    """GB 11643: 18 characters with an ISO 7064 MOD 11-2 check digit (15-digit old IDs pass)."""
-    if not _RESIDENT_ID.match(value):
-        return False
-    if len(value) == 15:
-        return True
-    weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
-    total = sum(int(c) * w for c, w in zip(value[:17], weights, strict=True))
-    return "10X98765432"[total % 11] == value[17].upper()
+INVALID_IDENTIFIER = "https://ygt.example.org/fhir/StructureDefinition/identifier-invalid"
 
 
 def _type(code: str) -> dict[str, Any]:
@@ -65,6 +58,13 @@ def identifiers(
     seen: set[tuple[str, str]] = set()
 
     def add(system: str | None, value: str, type_code: str, field_no: int) -> None:
+        problem = None
+        if system == ctx.community.resident_id_system:
+            # A 15-digit legacy number and its 18-character form are one identifier.
+            try:
+                value = parse_resident_id(value).value
+            except ResidentIdError as exc:
+                problem = exc
         key = (system or "", value)
         if key in seen:
             return
@@ -75,8 +75,10 @@ def identifiers(
         ident["value"] = value
         if system == ctx.community.resident_id_system:
             ident["use"] = "official"
-            if not resident_id_valid(value.upper()):
-                ctx.warn(pid, field_no, "the resident ID fails its check digit", DATA_TYPE_ERROR)
+            if problem is not None:
+                # Kept as sent, flagged, and never used to link records (see issue 4).
+                ident["extension"] = [{"url": INVALID_IDENTIFIER, "valueCode": problem.reason}]
+                ctx.warn(pid, field_no, f"the resident ID is not valid: {problem}", DATA_TYPE_ERROR)
         out.append(ident)
 
     for rep in range(len(pid.repetitions(n))):
