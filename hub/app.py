@@ -21,6 +21,7 @@ from hub.feeds.routes import router as feeds_router
 from hub.fhir.errors import Conflict, FhirError, Issue, operation_outcome
 from hub.fhir.responses import error_response, fhir_response
 from hub.fhir.routes import router as fhir_router
+from hub.runtime import tune_gc
 
 log = logging.getLogger("hub")
 
@@ -82,6 +83,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def on_request_validation(_request: Request, exc: RequestValidationError) -> Response:
         outcome = operation_outcome([Issue("error", "invalid", str(exc.errors()[:3]))])
         return fhir_response(400, outcome)
+
+    tune_gc()
 
     @app.exception_handler(Exception)
     async def on_unexpected(_request: Request, exc: Exception) -> Response:

@@ -64,6 +64,9 @@ def serve(
     )
     if feeds is not None:
         feeds.start()
+        from hub.runtime import tune_gc
+
+        tune_gc()
         if feeds.port is not None:
             console.print(f"[green]hub[/] HL7 v2 over MLLP at {settings.mllp_host}:{feeds.port}")
     try:
@@ -162,6 +165,9 @@ def worker(
     _load_profiles(settings)
     service = _feed_service(settings.model_copy(update={"mllp_port": None}))
     service.start()
+    from hub.runtime import tune_gc
+
+    tune_gc()
     console.print(f"[green]hub[/] feed worker on {_redact(settings.db_url)}")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -16,6 +16,7 @@ import threading
 from adapters.feeds.config import demo_community
 from hub.db import make_engine
 from hub.feeds.service import FeedService
+from hub.runtime import tune_gc
 
 
 def _with_hl7apy() -> None:
@@ -55,6 +56,7 @@ def main() -> None:
         intake_threads=16, run_worker=not args.no_worker,
     )  # fmt: skip
     service.start()
+    tune_gc()  # as hub serve does
     print("ready", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
