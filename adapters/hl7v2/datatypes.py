@@ -250,14 +250,7 @@ def cwe(seg: Segment, n: int, local_system: str, rep: int = 0) -> dict[str, Any]
     """CWE/CE → CodeableConcept (text from CWE.9 original text, else the first display)."""
     codings = cwe_codings(seg, n, local_system, rep)
     text = seg.value(n, 9, rep=rep).strip() or seg.value(n, 2, rep=rep).strip()
-    if not codings and not text:
-        return None
-    concept: dict[str, Any] = {}
-    if codings:
-        concept["coding"] = codings
-    if text:
-        concept["text"] = text
-    return concept
+    return _concept(codings, text)
 
 
 def cwe_in_component(
@@ -280,7 +273,11 @@ def cwe_in_component(
         if display := part(first + 1):
             coding["display"] = display
         codings.append(coding)
-    text = part(9) or part(2)
+    return _concept(codings, part(9) or part(2))
+
+
+def _concept(codings: list[dict[str, str]], text: str) -> dict[str, Any] | None:
+    """A CodeableConcept of the codings and text found, or None when there is neither."""
     if not codings and not text:
         return None
     concept: dict[str, Any] = {}
