@@ -83,3 +83,34 @@ def test_settings_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert load_settings(str(cfg), port=9003).port == 9003  # flags beat both
     mp.setenv("HUB_CONFIG", str(cfg))
     assert load_settings().db_url == "sqlite:///from-file.db"
+
+
+def test_worker_applies_the_inbox_and_stops_cleanly(tmp_path: Path) -> None:
+    import signal
+
+    from adapters.feeds.config import demo_community
+    from hub.db import make_engine
+    from hub.queue.intake import receive
+    from hub.store.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    message = (Path(__file__).parent / "feeds" / "messages" / "story-1-a01.hl7").read_bytes()
+    assert receive(engine, message, demo_community(), transport="test").code == "AA"
+    worker = subprocess.Popen(
+        [*HUB, "worker", "--db", url, "--nice", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                status = conn.execute(sa.text("SELECT status FROM inbox")).scalar_one()
+            if status != "pending":
+                break
+            time.sleep(0.2)
+        assert status == "applied"
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+    engine.dispose()
