@@ -17,6 +17,8 @@ import logging
 import queue
 import threading
 import zlib
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine, select, update
@@ -26,7 +28,7 @@ from adapters.logsafe import describe
 from hub.fhir.errors import FhirError
 from hub.fhir.transaction import process_bundle
 from hub.queue.app_ack import queue_application_acks
-from hub.queue.group_apply import apply_group, load_bundles, mergeable_runs
+from hub.queue.group_apply import mergeable_runs
 from hub.queue.merge_guard import swapped_repeat
 from hub.store.repository import now_micros
 from hub.store.schema import inbox
@@ -39,32 +41,57 @@ GROUP_LIMIT = 25
 
 
 class _AlreadyApplied(Exception):
-    """Another worker committed this message first: roll this attempt back."""
+    """Another worker committed one of these messages first: roll this attempt back."""
 
 
-def apply_message(engine: Engine, inbox_id: int) -> str:
-    """Apply one pending message; returns its status afterwards (applied, failed, ...).
+@dataclass(frozen=True)
+class _Message:
+    status: str
+    message_type: str
+    bundle: dict[str, Any] | None
 
-    Raises OperationalError when the store is unavailable (the message stays pending).
-    """
+    @property
+    def mergeable(self) -> bool:
+        # A merge is checked against the store first (hub.queue.merge_guard): on its own.
+        return self.status == "pending" and bool(self.bundle) and not self.is_merge
+
+    @property
+    def is_merge(self) -> bool:
+        return self.message_type.startswith("ADT^A40")
+
+
+def _load(engine: Engine, ids: list[int]) -> dict[int, _Message]:
     with engine.connect() as conn:
-        row = conn.execute(
-            select(inbox.c.status, inbox.c.bundle, inbox.c.message_type).where(
-                inbox.c.id == inbox_id
+        rows = conn.execute(
+            select(inbox.c.id, inbox.c.status, inbox.c.message_type, inbox.c.bundle).where(
+                inbox.c.id.in_(ids)
             )
-        ).first()
-        if row is None or row.status != "pending" or row.bundle is None:
-            return row.status if row is not None else "missing"
-        bundle = orjson.loads(row.bundle)
-        reason = swapped_repeat(conn, bundle) if row.message_type.startswith("ADT^A40") else None
-    if reason is not None:
-        _finish(engine, inbox_id, "skipped", reason)
-        return "skipped"
+        ).all()
+    return {
+        r.id: _Message(r.status, r.message_type, orjson.loads(r.bundle) if r.bundle else None)
+        for r in rows
+    }
+
+
+def _apply(engine: Engine, ids: list[int], bundles: list[dict[str, Any]]) -> None:
+    """These messages' Bundles as one FHIR transaction, their rows marked applied in it.
+
+    Raises FhirError (the store refused), _AlreadyApplied, or OperationalError (store down).
+    """
+    merged = (
+        bundles[0]
+        if len(bundles) == 1
+        else {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [entry for bundle in bundles for entry in bundle["entry"]],
+        }
+    )
 
     def mark_applied(conn: Connection) -> None:
         done = conn.execute(
             update(inbox)
-            .where(inbox.c.id == inbox_id, inbox.c.status == "pending")
+            .where(inbox.c.id.in_(ids), inbox.c.status == "pending")
             .values(
                 status="applied",
                 applied_at=now_micros(),
@@ -72,28 +99,47 @@ def apply_message(engine: Engine, inbox_id: int) -> str:
                 error=None,
             )
         )
-        if done.rowcount != 1:
+        if done.rowcount != len(ids):
             raise _AlreadyApplied
-        queue_application_acks(conn, [inbox_id], "AA")
+        queue_application_acks(conn, ids, "AA")
 
+    process_bundle(engine, merged, base_url=_BASE, prefer_return="minimal", within=mark_applied)
+
+
+def _apply_one(engine: Engine, inbox_id: int, message: _Message | None) -> str:
+    """Apply one message on its own; its status afterwards (applied, failed, skipped, ...)."""
+    if message is None:
+        return "missing"
+    if message.status != "pending" or message.bundle is None:
+        return message.status
+    if message.is_merge:
+        with engine.connect() as conn:
+            reason = swapped_repeat(conn, message.bundle)
+        if reason is not None:
+            _finish(engine, inbox_id, "skipped", reason)
+            return "skipped"
     try:
-        process_bundle(engine, bundle, base_url=_BASE, prefer_return="minimal", within=mark_applied)
+        _apply(engine, [inbox_id], [message.bundle])
     except _AlreadyApplied:
         return "applied"
     except FhirError as exc:
-        _mark_failed(engine, inbox_id, f"{exc.status} {exc}")
+        _finish(engine, inbox_id, "failed", f"{exc.status} {exc}")
         return "failed"
     except OperationalError:
         raise
     except Exception as exc:  # a bug must not stop the feed; keep the message for replay
         log.error("applying inbox message %s failed: %s", inbox_id, describe(exc))
-        _mark_failed(engine, inbox_id, f"internal error: {type(exc).__name__}")
+        _finish(engine, inbox_id, "failed", f"internal error: {type(exc).__name__}")
         return "failed"
     return "applied"
 
 
-def _mark_failed(engine: Engine, inbox_id: int, reason: str) -> None:
-    _finish(engine, inbox_id, "failed", reason)
+def apply_message(engine: Engine, inbox_id: int) -> str:
+    """Apply one pending message; returns its status afterwards (applied, failed, ...).
+
+    Raises OperationalError when the store is unavailable (the message stays pending).
+    """
+    return _apply_one(engine, inbox_id, _load(engine, [inbox_id]).get(inbox_id))
 
 
 def _finish(engine: Engine, inbox_id: int, status: str, reason: str) -> None:
@@ -124,14 +170,25 @@ def apply_messages(engine: Engine, ids: list[int]) -> dict[str, int]:
     """Apply messages in order, several per transaction where they touch different resources
     (group commit, hub.queue.group_apply); counts by resulting status."""
     counts: dict[str, int] = {}
-    bundles = load_bundles(engine, ids)
-    for run in mergeable_runs(bundles):
+    loaded = _load(engine, ids)
+    plan = [
+        message.bundle
+        if (message := loaded.get(i)) and message.mergeable and message.bundle
+        else {}
+        for i in ids
+    ]
+    for run in mergeable_runs(plan, GROUP_LIMIT):
         run_ids = [ids[i] for i in run]
-        if len(run_ids) > 1 and apply_group(engine, run_ids, [bundles[i] for i in run]):
-            counts["applied"] = counts.get("applied", 0) + len(run_ids)
-            continue
+        if len(run) > 1:
+            try:
+                _apply(engine, run_ids, [plan[i] for i in run])
+            except (_AlreadyApplied, FhirError):
+                pass  # one by one below: the bad message is isolated
+            else:
+                counts["applied"] = counts.get("applied", 0) + len(run)
+                continue
         for inbox_id in run_ids:
-            status = apply_message(engine, inbox_id)
+            status = _apply_one(engine, inbox_id, loaded.get(inbox_id))
             counts[status] = counts.get(status, 0) + 1
     return counts
 
@@ -185,10 +242,6 @@ class InboxWorker:
             q.put(None)
         for t in [*self._workers, *([self._dispatcher] if self._dispatcher else [])]:
             t.join(timeout)
-
-    def idle(self) -> bool:
-        with self._lock:
-            return not self._inflight
 
     def _dispatch(self) -> None:
         while not self._stop.is_set():

@@ -44,10 +44,12 @@ def test_runs_split_where_messages_meet() -> None:
         {},  # 4: a merge (no Bundle): alone
         bundle(put("Patient?identifier=s|1", {}, "urn:uuid:e1")),  # 5: after the merge
     ]
-    assert mergeable_runs(bundles) == [[0, 1], [2, 3], [4], [5]]
-    assert mergeable_runs([bundle(patient), bundle(admit)]) == [[0], [1]]
+    assert mergeable_runs(bundles, 25) == [[0, 1], [2, 3], [4], [5]]
+    assert mergeable_runs([bundle(patient), bundle(admit)], 25) == [[0], [1]]
     assert (
-        len(mergeable_runs([bundle(put(f"X?identifier=s|{i}", {}, f"u{i}")) for i in range(60)]))
+        len(
+            mergeable_runs([bundle(put(f"X?identifier=s|{i}", {}, f"u{i}")) for i in range(60)], 25)
+        )
         == 3
     )
 
