@@ -8,10 +8,12 @@ tests check the result with hl7apy's parser.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from adapters.hl7v2.parse import Delimiters, Message
+from adapters.hl7v2.text import msh_fields
 
 _CST = timezone(timedelta(hours=8))
 
@@ -111,3 +113,10 @@ def minimal_ack(code: str, text: str, *, control_id: str, ref_control_id: str = 
         f"MSA|{code}|{ref_control_id}|{safe[:80]}\r"
         f"ERR||MSH^1^|100^{safe}^HL70357|E||||{safe}\r"
     )
+
+
+def minimal_ack_for(raw: bytes, code: str, text: str) -> bytes:
+    """``minimal_ack`` answering whatever control id can be read from the raw bytes' MSH."""
+    header = msh_fields(raw)
+    ref = header[9] if len(header) >= 10 else ""
+    return minimal_ack(code, text, control_id=uuid.uuid4().hex[:20], ref_control_id=ref).encode()

@@ -225,3 +225,16 @@ def parse(raw: bytes, default_charset: str = "utf-8") -> Message:
     """Bytes as received → Message; the character set comes from MSH-18 or the feed default."""
     text, charset = decode_message(raw, default_charset)
     return parse_text(text, charset)
+
+
+def parse_header(raw: bytes, charset: str = "utf-8") -> Message | None:
+    """The MSH segment alone, as a message: enough to answer a message whose body cannot be
+    read (or to acknowledge a stored one); None when not even MSH can be read."""
+    start = raw.find(b"MSH")
+    if start == -1:
+        return None
+    ends = [p for p in (raw.find(b"\r", start), raw.find(b"\n", start)) if p != -1]
+    try:
+        return parse(raw[start : min(ends)] if ends else raw[start:], charset)
+    except HL7ParseError:
+        return None

@@ -15,25 +15,22 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import Engine
 
 from adapters.feeds.config import Community
-from adapters.hl7v2.ack import minimal_ack
-from adapters.hl7v2.text import msh_fields
+from adapters.hl7v2.ack import minimal_ack_for
 from adapters.mllp.listener import MLLPServer
 from adapters.sqlview.config import load_sql_feeds
 from hub.queue.intake import receive
 from hub.queue.outbox import OutboxDelivery
 from hub.queue.sql_intake import SqlPoller
 from hub.queue.worker import InboxWorker
-from hub.store.repository import new_id
 
 log = logging.getLogger("hub.feeds")
 
 
 def reject_unexpected(payload: bytes, _peer: str) -> bytes:
     """The answer when intake itself failed (the store is down): AR, so the sender resends."""
-    header = msh_fields(payload)
-    ref = header[9] if len(header) >= 10 else ""
-    text = "the hub could not store the message; send it again later"
-    return minimal_ack("AR", text, control_id=new_id()[:20], ref_control_id=ref).encode()
+    return minimal_ack_for(
+        payload, "AR", "the hub could not store the message; send it again later"
+    )
 
 
 class FeedService:

@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from adapters.hl7v2.ack import ErrorDetail, build_ack
-from adapters.hl7v2.errors import APPLICATION_INTERNAL_ERROR, HL7ParseError
-from adapters.hl7v2.parse import parse
+from adapters.hl7v2.errors import APPLICATION_INTERNAL_ERROR
+from adapters.hl7v2.parse import parse_header
 from hub.queue.outbox import enqueue
 from hub.store.repository import new_id
 from hub.store.schema import inbox
@@ -45,11 +45,8 @@ def queue_application_acks(
 
 
 def _application_ack(row: Any, code: str, error: str | None) -> bytes | None:
-    raw: bytes = row.raw
-    end = min(p for p in (raw.find(b"\r"), raw.find(b"\n"), len(raw)) if p != -1)
-    try:
-        header = parse(raw[:end], "utf-8")
-    except HL7ParseError:
+    header = parse_header(row.raw)
+    if header is None:
         return None
     errors = [ErrorDetail(error, APPLICATION_INTERNAL_ERROR)] if error else None
     return build_ack(header, code, errors=errors, control_id=new_id()[:20]).encode("utf-8")

@@ -20,13 +20,13 @@ from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from adapters.feeds.config import Community
-from adapters.hl7v2.ack import ErrorDetail, build_ack, minimal_ack
+from adapters.hl7v2.ack import ErrorDetail, build_ack, minimal_ack_for
 from adapters.hl7v2.errors import (
     APPLICATION_INTERNAL_ERROR,
     DUPLICATE_KEY_IDENTIFIER,
     HL7ParseError,
 )
-from adapters.hl7v2.parse import Message, parse
+from adapters.hl7v2.parse import Message, parse, parse_header
 
 if TYPE_CHECKING:
     from adapters.hl7v2.mapped import Mapped
@@ -61,38 +61,63 @@ def _charset_for(community: Community, sender: str) -> str:
     return CHARSETS.get(name.upper(), name.lower())
 
 
-def _row(
+def inbox_row(
     raw: bytes,
     *,
     transport: str,
     peer: str | None,
-    header: list[str],
-    accepted: bool,
-    status: str,
+    sender: str,
+    application: str,
+    control_id: str,
+    message_type: str,
     error: str | None = None,
-    patient_key: str | None = None,
-    bundle: dict[str, Any] | None = None,
+    mapped: Mapped | None = None,
 ) -> dict[str, Any]:
-    def msh(n: int) -> str:
-        return header[n - 1] if len(header) >= n else ""
-
+    """An inbox row: accepted and pending with its mapped Bundle, or rejected with its error."""
     return {
         "transport": transport,
         "peer": (peer or "")[:128],
-        "sender": msh(4).split("^")[0].strip()[:64],
-        "application": msh(3).split("^")[0].strip()[:64],
-        "control_id": msh(10).strip()[:64],
-        "message_type": msh(9)[:32],
+        "sender": sender[:64],
+        "application": application[:64],
+        "control_id": control_id[:64],
+        "message_type": message_type[:32],
         "content_hash": hashlib.sha256(raw).hexdigest(),
         "raw": raw,
         "received_at": now_micros(),
-        "accepted": accepted,
-        "status": status,
+        "accepted": mapped is not None,
+        "status": "pending" if mapped is not None else "rejected",
         "error": error,
-        "patient_key": patient_key,
-        "bundle": orjson.dumps(bundle).decode() if bundle is not None else None,
+        "patient_key": mapped.patient_key if mapped is not None else None,
+        "bundle": orjson.dumps(mapped.bundle).decode() if mapped is not None else None,
         "attempts": 0,
     }
+
+
+def _row(
+    raw: bytes,
+    header: list[str],
+    *,
+    transport: str,
+    peer: str | None,
+    error: str | None = None,
+    mapped: Mapped | None = None,
+) -> dict[str, Any]:
+    """``inbox_row`` with sender, application, control id and type read from MSH."""
+
+    def msh(n: int) -> str:
+        return header[n - 1] if len(header) >= n else ""
+
+    return inbox_row(
+        raw,
+        transport=transport,
+        peer=peer,
+        sender=msh(4).split("^")[0].strip(),
+        application=msh(3).split("^")[0].strip(),
+        control_id=msh(10).strip(),
+        message_type=msh(9),
+        error=error,
+        mapped=mapped,
+    )
 
 
 def _store(engine: Engine, row: dict[str, Any]) -> int:
@@ -105,13 +130,11 @@ def _ack(
     code: str,
     errors: list[ErrorDetail],
     community: Community,
-    raw_header: list[str],
+    raw: bytes,
 ) -> tuple[bytes | None, str]:
     """The ACK bytes (in the message's own character set) and the code actually sent."""
     if message is None:
-        text = errors[0].text if errors else "message rejected"
-        ref = raw_header[9] if len(raw_header) >= 10 else ""
-        return minimal_ack(code, text, control_id=new_id()[:20], ref_control_id=ref).encode(), code
+        return minimal_ack_for(raw, code, errors[0].text if errors else "message rejected"), code
     accept_type = message.msh.value(15).upper()
     if accept_type:  # enhanced mode: a commit ACK (CA/CE/CR), sent only when asked for
         code = _ENHANCED[code]
@@ -166,18 +189,16 @@ def receive(
     except HL7ParseError as exc:
         reject = isinstance(exc, MappingError) and exc.reject
         if message is None:  # the body is broken, but the header may still be answerable
-            message = _header_only(raw, _charset_for(community, sender))
+            message = parse_header(raw, _charset_for(community, sender))
         # An unreadable header cannot be answered in kind: reject it outright.
         code = "AR" if reject or message is None else "AE"
         detail = ErrorDetail(
             str(exc), exc.code, exc.segment, exc.sequence, exc.field_no, severity="E"
         )
-        row = _row(
-            raw, transport=transport, peer=peer, header=header, accepted=False,
-            status="rejected", error=f"{exc.code} {exc.segment}-{exc.field_no or ''}: {exc}",
-        )  # fmt: skip
+        error = f"{exc.code} {exc.segment}-{exc.field_no or ''}: {exc}"
+        row = _row(raw, header, transport=transport, peer=peer, error=error)
         inbox_id = _store(engine, row)
-        ack, sent = _ack(message, code, [detail], community, header)
+        ack, sent = _ack(message, code, [detail], community, raw)
         return Receipt(ack, sent, inbox_id, "rejected", [detail])
     except Exception as exc:  # a mapper bug must not take the listener down
         log.error("mapping failed unexpectedly: %s", describe(exc))
@@ -185,24 +206,19 @@ def receive(
             "internal error while mapping; the message is kept for replay",
             APPLICATION_INTERNAL_ERROR,
         )
-        row = _row(
-            raw, transport=transport, peer=peer, header=header, accepted=False,
-            status="rejected", error=f"internal: {type(exc).__name__}",
-        )  # fmt: skip
+        error = f"internal: {type(exc).__name__}"
+        row = _row(raw, header, transport=transport, peer=peer, error=error)
         inbox_id = _store(engine, row)
-        ack, sent = _ack(message, "AE", [detail], community, header)
+        ack, sent = _ack(message, "AE", [detail], community, raw)
         return Receipt(ack, sent, inbox_id, "rejected", [detail])
 
-    row = _row(
-        raw, transport=transport, peer=peer, header=header, accepted=True, status="pending",
-        patient_key=mapped.patient_key, bundle=mapped.bundle,
-    )  # fmt: skip
+    row = _row(raw, header, transport=transport, peer=peer, mapped=mapped)
     row.update(_application_ack_request(message, community, sender))
     try:
         inbox_id = _store(engine, row)
     except IntegrityError:
-        return _resend(engine, raw, row, message, community, header)
-    ack, sent = _ack(message, "AA", list(mapped.warnings), community, header)
+        return _resend(engine, raw, row, message, community)
+    ack, sent = _ack(message, "AA", list(mapped.warnings), community, raw)
     return Receipt(ack, sent, inbox_id, "pending", list(mapped.warnings))
 
 
@@ -218,26 +234,12 @@ def _application_ack_request(message: Message, community: Community, sender: str
     return {"app_ack": wanted, "reply_to": member.application_acks}
 
 
-def _header_only(raw: bytes, charset: str) -> Message | None:
-    """The MSH segment alone as a message, to answer in kind when the body cannot be read."""
-    start = raw.find(b"MSH")
-    if start == -1:
-        return None
-    ends = [p for p in (raw.find(b"\r", start), raw.find(b"\n", start)) if p != -1]
-    line = raw[start : min(ends)] if ends else raw[start:]
-    try:
-        return parse(line, charset)
-    except HL7ParseError:
-        return None
-
-
 def _resend(
     engine: Engine,
     raw: bytes,
     row: dict[str, Any],
     message: Message,
     community: Community,
-    header: list[str],
 ) -> Receipt:
     """The sender's control id is already in the inbox: a resend, or a reused control id."""
     with engine.connect() as conn:
@@ -249,7 +251,7 @@ def _resend(
             )
         ).first()
     if earlier is not None and earlier.content_hash == row["content_hash"]:
-        ack, sent = _ack(message, "AA", [], community, header)
+        ack, sent = _ack(message, "AA", [], community, raw)
         return Receipt(ack, sent, int(earlier.id), "duplicate")
     detail = ErrorDetail(
         f"control id {row['control_id']!r} was already used by another message from "
@@ -261,5 +263,5 @@ def _resend(
     )
     kept = {**row, "accepted": False, "status": "rejected", "error": detail.text}
     inbox_id = _store(engine, kept)
-    ack, sent = _ack(message, "AE", [detail], community, header)
+    ack, sent = _ack(message, "AE", [detail], community, raw)
     return Receipt(ack, sent, inbox_id, "rejected", [detail])

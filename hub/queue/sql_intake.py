@@ -9,7 +9,6 @@ and does not hold up the feed.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -26,6 +25,7 @@ from adapters.logsafe import describe
 from adapters.sqlview.config import SqlFeed
 from adapters.sqlview.mapping import map_report_rows
 from adapters.sqlview.poller import group_rows, read_batch, source_table
+from hub.queue.intake import inbox_row
 from hub.search.values import format_instant
 from hub.store.repository import now_micros
 from hub.store.schema import inbox, sql_watermarks
@@ -84,32 +84,22 @@ def poll_once(
     for group in group_rows(rows, feed):
         raw = rows_json(group)
         report_no = str(group[0].get(feed.group, ""))
-        row: dict[str, Any] = {
-            "transport": "sql",
-            "peer": f"{feed.id}:{feed.table}"[:128],
-            "sender": feed.member,
-            "application": "SQL",
-            "control_id": f"{feed.id}:{report_no}:{group[0].get(feed.key)}"[:64],
-            "message_type": f"SQL^{feed.kind}"[:32],
-            "content_hash": hashlib.sha256(raw).hexdigest(),
-            "raw": raw,
-            "received_at": now,
-            "attempts": 0,
-            "error": None,
-            "patient_key": None,
-            "bundle": None,
-        }
+        error, mapped = None, None
         try:
             mapped = map_group(group, feed, community)
         except MappingError as exc:
-            row.update(accepted=False, status="rejected", error=f"{exc.code}: {exc}")
-        else:
-            row.update(
-                accepted=True,
-                status="pending",
-                patient_key=mapped.patient_key,
-                bundle=orjson.dumps(mapped.bundle).decode(),
-            )
+            error = f"{exc.code}: {exc}"
+        row = inbox_row(
+            raw,
+            transport="sql",
+            peer=f"{feed.id}:{feed.table}",
+            sender=feed.member,
+            application="SQL",
+            control_id=f"{feed.id}:{report_no}:{group[0].get(feed.key)}",
+            message_type=f"SQL^{feed.kind}",
+            error=error,
+            mapped=mapped,
+        )
         stored.append(row)
     last_key = orjson.dumps(rows[-1][feed.key], default=_json_default).decode()
     with engine.begin() as conn:
