@@ -70,8 +70,11 @@ def _when(row: dict[str, Any], feed: SqlFeed, name: str, community: Community) -
 
 
 class _Bundle:
+    """Entries with fullUrls derived from the source rows (pure: same rows, same Bundle)."""
+
     def __init__(self, seed: str) -> None:
-        self.seed, self.entries = seed, []  # type: list[dict[str, Any]]
+        self.seed = seed
+        self.entries: list[dict[str, Any]] = []
 
     def add(self, resource: dict[str, Any], request: dict[str, str]) -> str:
         url = f"urn:uuid:{uuid.uuid5(_NAMESPACE, f'{self.seed}#{len(self.entries)}')}"
@@ -218,7 +221,7 @@ def map_report_rows(
         report["effectiveDateTime"] = when
     if issued := _when(rows[0], feed, "reported_at", community):
         report["issued"] = issued if "T" in issued else f"{issued}T00:00:00+08:00"
-    report_url = bundle.add(
+    bundle.add(
         report,
         {
             "method": "PUT",
@@ -247,7 +250,6 @@ def map_report_rows(
         },
         {"method": "POST", "url": "Provenance"},
     )
-    del report_url
     warnings = [
         ErrorDetail(
             f"local code {code.split('|', 1)[1]!r} of {member.code} has no standard mapping",

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from adapters.feeds.config import Community
 from adapters.hl7v2.errors import HL7ParseError
 from adapters.hl7v2.mapped import Mapped, MappingError
-from adapters.sqlview.config import load_sql_feeds
+from adapters.sqlview.config import SqlFeed, load_sql_feeds
 from hub.queue.intake import read_and_map
 from hub.queue.sql_intake import map_group
 from hub.queue.worker import drain
@@ -40,29 +40,29 @@ def replay_messages(
     with engine.connect() as conn:
         rows = conn.execute(query.order_by(inbox.c.id)).all()
     counts: dict[str, int] = {}
+    sql_feeds = {f.id: f for f in load_sql_feeds()}  # today's configuration, read once
     for row in rows:
-        outcome = _requeue(engine, community, row)
+        outcome = _requeue(engine, community, sql_feeds, row)
         counts[outcome] = counts.get(outcome, 0) + 1
     for status, n in drain(engine).items():
         counts[status] = counts.get(status, 0) + n
     return counts
 
 
-def _map_again(community: Community, row: Any) -> Mapped:
+def _map_again(community: Community, feeds: dict[str, SqlFeed], row: Any) -> Mapped:
     """The message mapped with today's configuration, by the transport it came through."""
     if row.transport == "sql":
         feed_id = row.control_id.split(":", 1)[0]
-        feeds = {f.id: f for f in load_sql_feeds()}
         if feed_id not in feeds:
             raise MappingError(f"SQL feed {feed_id!r} is no longer configured", reject=True)
         return map_group(orjson.loads(row.raw), feeds[feed_id], community)
     return read_and_map(row.raw, community, row.sender)[1]
 
 
-def _requeue(engine: Engine, community: Community, row: Any) -> str:
+def _requeue(engine: Engine, community: Community, feeds: dict[str, SqlFeed], row: Any) -> str:
     inbox_id = row.id
     try:
-        mapped = _map_again(community, row)
+        mapped = _map_again(community, feeds, row)
     except HL7ParseError as exc:
         _set(engine, inbox_id, error=f"{exc.code} {exc.segment}-{exc.field_no or ''}: {exc}")
         return "still rejected"
