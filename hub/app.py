@@ -19,6 +19,7 @@ from hub.config import Settings, load_settings
 from hub.db import make_engine
 from hub.feeds.routes import router as feeds_router
 from hub.fhir.errors import Conflict, FhirError, Issue, operation_outcome
+from hub.fhir.operations import router as operations_router
 from hub.fhir.responses import error_response, fhir_response
 from hub.fhir.routes import router as fhir_router
 from hub.runtime import tune_gc
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.community = (
         load_community(settings.community) if settings.community else demo_community()
     )
+    app.include_router(operations_router)  # before Type/id catches Type/$op
     app.include_router(fhir_router)
     app.include_router(feeds_router)
 

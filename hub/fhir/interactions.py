@@ -38,7 +38,23 @@ class Unit:
 
     @classmethod
     def on(cls, conn: Connection) -> Unit:
-        return cls(conn, Writer(conn))
+        from hub.services.identity.linker import PatientIndex
+
+        return cls(conn, Writer(conn, observer=PatientIndex(conn)))
+
+    def warned(self, result: Result) -> Result:
+        """Attach what the services warned about while writing (an invalid resident ID)."""
+        observer = self.writer.observer
+        warnings = getattr(observer, "warnings", None)
+        if warnings:
+            from hub.fhir.errors import Issue, operation_outcome
+
+            result.outcome = operation_outcome(
+                [Issue("warning", "business-rule", text) for text in warnings]
+                + [Issue("information", "informational", "stored")]
+            )
+            warnings.clear()
+        return result
 
 
 @dataclass
@@ -122,7 +138,7 @@ def create(
         if found:
             return Result(200, repo.read(unit.conn, res_type, found[0][1]))
     stored = unit.writer.create(_without_id(resource), res_id)
-    return Result(201, stored)
+    return unit.warned(Result(201, stored))
 
 
 def _without_id(resource: dict[str, Any]) -> dict[str, Any]:
@@ -157,7 +173,7 @@ def update(
     if not locked:
         lock_keys(unit.conn, [f"{res_type}/{res_id}"])
     stored, created = unit.writer.update(resource, res_id, if_match=parse_etag(if_match))
-    return Result(201 if created else 200, stored)
+    return unit.warned(Result(201 if created else 200, stored))
 
 
 def conditional_update(
@@ -182,7 +198,7 @@ def conditional_update(
     if body_id is not None:
         check_id(body_id)
         return update(unit, res_type, body_id, resource, if_match=if_match)
-    return Result(201, unit.writer.create(resource))
+    return unit.warned(Result(201, unit.writer.create(resource)))
 
 
 def patch(

@@ -42,7 +42,7 @@ _PATCH_TYPES = ("application/json-patch+json",)
 _FORMAT_PARAMS = ("_format", "_pretty")
 
 
-def _engine(request: Request) -> Engine:
+def engine_of(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
 
@@ -60,7 +60,7 @@ def _check_format(request: Request) -> None:
         raise UnsupportedMediaType(f"_format {fmt!r} is not supported; this hub speaks JSON")
 
 
-async def _body(request: Request, allowed: tuple[str, ...] = _JSON_TYPES) -> Any:
+async def read_body(request: Request, allowed: tuple[str, ...] = _JSON_TYPES) -> Any:
     limit: int = request.app.state.settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -80,7 +80,7 @@ async def _body(request: Request, allowed: tuple[str, ...] = _JSON_TYPES) -> Any
     return parse_json(b"".join(chunks))
 
 
-def _write(engine: Engine, action: Callable[[Unit], T]) -> T:
+def run_write(engine: Engine, action: Callable[[Unit], T]) -> T:
     with engine.begin() as conn:
         unit = Unit.on(conn)
         result = action(unit)
@@ -88,7 +88,7 @@ def _write(engine: Engine, action: Callable[[Unit], T]) -> T:
         return result
 
 
-def _read(engine: Engine, action: Callable[[Unit], T]) -> T:
+def run_read(engine: Engine, action: Callable[[Unit], T]) -> T:
     """Run a read.  PostgreSQL: autocommit, so a search costs one round trip, not three
     (BEGIN, query, ROLLBACK); a page, its includes and its total are then separate snapshots,
     which FHIR paging does not promise anyway.  SQLite: a deferred (non-locking) BEGIN."""
@@ -120,8 +120,8 @@ async def metadata(request: Request) -> Response:
 @router.post("/")
 async def system_bundle(request: Request) -> Response:
     _check_format(request)
-    bundle = await _body(request)
-    engine, base = _engine(request), base_url(request)
+    bundle = await read_body(request)
+    engine, base = engine_of(request), base_url(request)
     prefer = prefer_value(request.headers.get("prefer"), "return")
     response = await run_in_threadpool(
         process_bundle, engine, bundle, base_url=base, prefer_return=prefer
@@ -177,7 +177,7 @@ async def _search(request: Request, res_type: str, params: list[tuple[str, str]]
             )
         return bundles.searchset(result, base=base, path=res_type, outcome=outcome)
 
-    body = await run_in_threadpool(_read, _engine(request), run)
+    body = await run_in_threadpool(run_read, engine_of(request), run)
     return fhir_response(200, body)
 
 
@@ -185,11 +185,11 @@ async def _search(request: Request, res_type: str, params: list[tuple[str, str]]
 async def create(request: Request, res_type: str) -> Response:
     _check_format(request)
     interactions.check_type(res_type)
-    resource = await _body(request)
+    resource = await read_body(request)
     if_none_exist = request.headers.get("if-none-exist")
     result: Result = await run_in_threadpool(
-        _write,
-        _engine(request),
+        run_write,
+        engine_of(request),
         lambda unit: interactions.create(unit, res_type, resource, if_none_exist=if_none_exist),
     )
     return render(result, base=base_url(request), prefer=request.headers.get("prefer"))
@@ -201,11 +201,11 @@ async def conditional_update(request: Request, res_type: str) -> Response:
     query = str(request.url.query)
     if not query:
         raise MethodNotAllowed("PUT needs an id or search criteria")
-    resource = await _body(request)
+    resource = await read_body(request)
     if_match = request.headers.get("if-match")
     result: Result = await run_in_threadpool(
-        _write,
-        _engine(request),
+        run_write,
+        engine_of(request),
         lambda unit: interactions.conditional_update(
             unit, res_type, query, resource, if_match=if_match
         ),
@@ -220,8 +220,8 @@ async def conditional_delete(request: Request, res_type: str) -> Response:
     if not query:
         raise MethodNotAllowed("DELETE of a whole type is not allowed; give an id or criteria")
     result: Result = await run_in_threadpool(
-        _write,
-        _engine(request),
+        run_write,
+        engine_of(request),
         lambda unit: interactions.conditional_delete(unit, res_type, query),
     )
     return render(result, base=base_url(request))
@@ -240,7 +240,7 @@ async def type_history(request: Request, res_type: str) -> Response:
 async def read(request: Request, res_type: str, res_id: str) -> Response:
     _check_format(request)
     result: Result = await run_in_threadpool(
-        _read, _engine(request), lambda unit: interactions.read(unit, res_type, res_id)
+        run_read, engine_of(request), lambda unit: interactions.read(unit, res_type, res_id)
     )
     stored = result.stored
     if stored is not None and request.headers.get("if-none-match") == stored.etag:
@@ -252,11 +252,11 @@ async def read(request: Request, res_type: str, res_id: str) -> Response:
 async def update(request: Request, res_type: str, res_id: str) -> Response:
     _check_format(request)
     interactions.check_type(res_type)
-    resource = await _body(request)
+    resource = await read_body(request)
     if_match = request.headers.get("if-match")
     result: Result = await run_in_threadpool(
-        _write,
-        _engine(request),
+        run_write,
+        engine_of(request),
         lambda unit: interactions.update(unit, res_type, res_id, resource, if_match=if_match),
     )
     return render(result, base=base_url(request), prefer=request.headers.get("prefer"))
@@ -265,11 +265,11 @@ async def update(request: Request, res_type: str, res_id: str) -> Response:
 @router.patch("/{res_type}/{res_id}")
 async def patch(request: Request, res_type: str, res_id: str) -> Response:
     interactions.check_type(res_type)
-    operations = await _body(request, _PATCH_TYPES + _JSON_TYPES)
+    operations = await read_body(request, _PATCH_TYPES + _JSON_TYPES)
     if_match = request.headers.get("if-match")
     result: Result = await run_in_threadpool(
-        _write,
-        _engine(request),
+        run_write,
+        engine_of(request),
         lambda unit: interactions.patch(unit, res_type, res_id, operations, if_match=if_match),
     )
     return render(result, base=base_url(request), prefer=request.headers.get("prefer"))
@@ -278,7 +278,7 @@ async def patch(request: Request, res_type: str, res_id: str) -> Response:
 @router.delete("/{res_type}/{res_id}")
 async def delete(request: Request, res_type: str, res_id: str) -> Response:
     result: Result = await run_in_threadpool(
-        _write, _engine(request), lambda unit: interactions.delete(unit, res_type, res_id)
+        run_write, engine_of(request), lambda unit: interactions.delete(unit, res_type, res_id)
     )
     return render(result, base=base_url(request))
 
@@ -292,8 +292,8 @@ async def instance_history(request: Request, res_type: str, res_id: str) -> Resp
 @router.get("/{res_type}/{res_id}/_history/{version}")
 async def vread(request: Request, res_type: str, res_id: str, version: str) -> Response:
     result: Result = await run_in_threadpool(
-        _read,
-        _engine(request),
+        run_read,
+        engine_of(request),
         lambda unit: interactions.vread(unit, res_type, res_id, version),
     )
     return render(result, base=base_url(request))
@@ -357,7 +357,7 @@ async def _history(request: Request, res_type: str | None, res_id: str | None) -
             [v for v, _ in page], base=base, self_url=self_url, next_url=next_url
         )
 
-    body = await run_in_threadpool(_read, _engine(request), run)
+    body = await run_in_threadpool(run_read, engine_of(request), run)
     return fhir_response(200, body)
 
 

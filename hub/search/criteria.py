@@ -20,6 +20,7 @@ from hub.search.values import (
     decimal_precision_range,
     normalize_string,
 )
+from hub.services.identity.model import MASTER_PREFIX
 
 _PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 _NUMBER_START = re.compile(r"^[+-]?(\d|\.\d)")
@@ -148,7 +149,24 @@ class Criteria:
     def _rids(self, param: SearchParam, modifier: str, value: str) -> Sql:
         kind = param.type
         if kind == "reference" and modifier == "identifier":
-            return self._token_rids(f"{param.code}:identifier", "", value)
+            logical = self._token_rids(f"{param.code}:identifier", "", value)
+            if "Patient" not in param.targets:
+                return logical
+            # Community-wide: any member's identifier names the person, and so all the
+            # records linked to it in the patient index.
+            patients = Criteria("Patient", self.aliases).rid_subquery("identifier", value)
+            t = self.aliases.next("t")
+            ids = Sql(
+                f"SELECT {t}.res_id FROM resources {t} WHERE {t}.res_type = 'Patient' "
+                f"AND {t}.rid IN ({patients.text})",
+                patients.params,
+            )
+            linked = self._base(
+                "idx_reference",
+                param.code,
+                and_(sql("target_type = 'Patient'"), in_("target_id", self._person(ids))),
+            )
+            return Sql(f"{logical.text} UNION {linked.text}", logical.params + linked.params)
         if kind == "token":
             return self._token_rids(param.code, modifier, value)
         if kind == "string":
@@ -312,6 +330,22 @@ class Criteria:
                 tests.append(test)
                 continue
             pieces = item.split("/")
+            if (
+                pieces[-1].startswith(MASTER_PREFIX)
+                and "Patient" in param.targets
+                and (len(pieces) < 2 or pieces[-2] == "Patient")
+            ):
+                # A master Patient (the patient index's person): every linked record.
+                linked = Sql(
+                    "SELECT patient_id FROM mpi_records WHERE master_id = ?", (pieces[-1],)
+                )
+                tests.append(
+                    or_(
+                        sql("target_type = 'Patient' AND target_id = ?", pieces[-1]),
+                        and_(sql("target_type = 'Patient'"), in_("target_id", linked)),
+                    )
+                )
+                continue
             if len(pieces) >= 2:
                 target_type, target_id = pieces[-2], pieces[-1]
                 if type_filter and type_filter != target_type:
@@ -359,17 +393,31 @@ class Criteria:
         for target in targets:
             if get_param(target, chain.split(".")[0].split(":")[0]) is None and len(targets) > 1:
                 continue
-            inner = Criteria(target, self.aliases).rid_subquery(chain, value)
             t = self.aliases.next("t")
+            # The condition sits on the chained rows directly: one level of nesting per hop
+            # (SQLite's parser has a fixed depth).
+            cond = Criteria(target, self.aliases).condition(t, chain, value)
             ids = Sql(
                 f"SELECT {t}.res_id FROM resources {t} WHERE {t}.res_type = ? "
-                f"AND {t}.rid IN ({inner.text})",
-                (target, *inner.params),
+                f"AND NOT {t}.deleted AND {cond.text}",
+                (target, *cond.params),
             )
+            if target == "Patient":
+                ids = self._person(ids)  # community-wide: through the patient index
             tests.append(and_(sql("target_type = ?", target), in_("target_id", ids)))
         if not tests:
             raise InvalidSearch(f"no target type of {param.code!r} has a parameter {chain!r}")
         return self._base("idx_reference", param.code, or_(*tests))
+
+    def _person(self, ids: Sql) -> Sql:
+        """Patient ids → the ids of every record of the same persons (each record is in the
+        patient index, itself included: ``hub reindex-patients`` sees to stores from before)."""
+        a, b = self.aliases.next("m"), self.aliases.next("m")
+        return Sql(
+            f"SELECT {a}.patient_id FROM mpi_records {a} JOIN mpi_records {b} "
+            f"ON {a}.master_id = {b}.master_id WHERE {b}.patient_id IN ({ids.text})",
+            ids.params,
+        )
 
     def _has(self, name: str, value: str) -> Sql:
         parts = name.split(":", 3)

@@ -18,6 +18,7 @@ from hub.search.criteria import Criteria, index_table
 from hub.search.definitions import get_param
 from hub.search.includes import collect_includes
 from hub.search.sql import Aliases, Sql, and_, execute, join, or_, sql
+from hub.services.identity.model import MASTER_PREFIX, PATIENT_INDEX
 from hub.store.schema import MAX_TIME, MIN_TIME
 
 _RESULT_PARAMS = {
@@ -87,11 +88,26 @@ def _criteria_conditions(
     return conditions, used, unknown
 
 
-def _where(res_type: str | None, conditions: list[Sql]) -> Sql:
+def _where(
+    res_type: str | None, conditions: list[Sql], params: list[tuple[str, str]] | None = None
+) -> Sql:
     base = [sql(f"NOT {_ROWS}.deleted")]
     if res_type is not None:
         base.insert(0, sql(f"{_ROWS}.res_type = ?", res_type))
+    if res_type == "Patient" and not _asks_for_masters(params or []):
+        # The patient index's master records answer only a search that names them: a
+        # member's conditional write or name search must find its own records, not persons.
+        base.append(sql(f"{_ROWS}.res_id NOT LIKE '{MASTER_PREFIX}%'"))
     return and_(*base, *conditions)
+
+
+def _asks_for_masters(params: list[tuple[str, str]]) -> bool:
+    for name, value in params:
+        if name.startswith("_tag") and f"{PATIENT_INDEX}|master" in value:
+            return True
+        if name.startswith("_id") and MASTER_PREFIX in value:
+            return True
+    return False
 
 
 def find_matches(
@@ -101,7 +117,7 @@ def find_matches(
     conditions, _, _ = _criteria_conditions(res_type, params, lenient=False)
     if not conditions:
         raise InvalidSearch("conditional criteria need at least one search parameter")
-    where = _where(res_type, conditions)
+    where = _where(res_type, conditions, params)
     query = Sql(
         f"SELECT {_ROWS}.rid, {_ROWS}.res_id FROM resources {_ROWS} WHERE {where.text} LIMIT ?",
         (*where.params, limit),
@@ -127,7 +143,8 @@ def match_identifiers(
         query = Sql(
             "SELECT t.res_type, t.system, t.code, r.rid, r.res_id FROM idx_token t "
             "JOIN resources r ON r.rid = t.rid "
-            f"WHERE t.param = 'identifier' AND NOT r.deleted AND {tests.text}",
+            f"WHERE t.param = 'identifier' AND NOT r.deleted AND r.res_id NOT LIKE "
+            f"'{MASTER_PREFIX}%' AND {tests.text}",
             tests.params,
         )
         for res_type, system, code, rid, res_id in execute(conn, query):
@@ -249,7 +266,7 @@ def search(
         if k in _RESULT_PARAMS and k not in ("_cursor", "_format", "_pretty")
     ]
     self_params = used + control
-    where = _where(res_type, conditions)
+    where = _where(res_type, conditions, params)
     result = SearchResult(
         [], self_params=self_params, summary=summary, elements=elements, unknown=unknown
     )

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import Connection, Table, and_, delete, insert, select, update
@@ -200,6 +200,22 @@ class _PendingCreate:
     rows: dict[str, list[dict[str, Any]]]
 
 
+class WriteObserver(Protocol):
+    """A service that keeps its own state in step with writes of some resource types (the
+    patient index with Patients).  It runs inside the unit of work, so it commits or rolls
+    back with the writes it watches."""
+
+    types: frozenset[str]
+
+    def before_write(
+        self, writer: Writer, resource: dict[str, Any], res_id: str
+    ) -> dict[str, Any]: ...
+
+    def after_delete(self, writer: Writer, res_type: str, res_id: str) -> None: ...
+
+    def before_flush(self, writer: Writer) -> None: ...
+
+
 @dataclass
 class Writer:
     """Buffers the writes of one unit of work and flushes them as multi-row statements.
@@ -215,6 +231,18 @@ class Writer:
     # Index rows as tuples in their table's column order (COPY writes them as they are).
     _index: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
     _claimed: set[tuple[str, str]] = field(default_factory=set)
+    observer: WriteObserver | None = None
+    # rid of each resource updated in this unit (a rewrite needs it).
+    _rids: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def _observe(self, resource: dict[str, Any], res_id: str, observe: bool) -> dict[str, Any]:
+        if (
+            observe
+            and self.observer is not None
+            and resource["resourceType"] in self.observer.types
+        ):
+            return self.observer.before_write(self, resource, res_id)
+        return resource
 
     def _claim(self, res_type: str, res_id: str) -> None:
         key = (res_type, res_id)
@@ -224,10 +252,13 @@ class Writer:
             raise BadRequest(f"{res_type}/{res_id} is written twice in one transaction")
         self._claimed.add(key)
 
-    def create(self, resource: dict[str, Any], res_id: str | None = None) -> StoredResource:
+    def create(
+        self, resource: dict[str, Any], res_id: str | None = None, *, observe: bool = True
+    ) -> StoredResource:
         res_type = resource["resourceType"]
         res_id = res_id or new_id()
         self._claim(res_type, res_id)
+        resource = self._observe(resource, res_id, observe)
         content = stamp(resource, res_id, 1, self.last_updated)
         rows = extract_index_rows(resource)
         self._creates.append(_PendingCreate(res_type, res_id, self.last_updated, content, rows))
@@ -240,6 +271,7 @@ class Writer:
         *,
         if_match: int | None = None,
         allow_create: bool = True,
+        observe: bool = True,
     ) -> tuple[StoredResource, bool]:
         """Write a new version (or the first, for update-as-create); returns (stored, created)."""
         res_type = resource["resourceType"]
@@ -251,7 +283,7 @@ class Writer:
                 )
             if not allow_create:
                 raise NotFound(f"{res_type}/{res_id} is not known")
-            return self.create(resource, res_id), True
+            return self.create(resource, res_id, observe=observe), True
         rid, version_id, deleted = current
         if if_match is not None and if_match != version_id:
             raise PreconditionFailed(
@@ -259,6 +291,8 @@ class Writer:
                 code="conflict",
             )
         self._claim(res_type, res_id)
+        self._rids[(res_type, res_id)] = rid
+        resource = self._observe(resource, res_id, observe)
         new_version = version_id + 1
         content = stamp(resource, res_id, new_version, self.last_updated)
         self._replace_current(rid, new_version, content)
@@ -278,11 +312,56 @@ class Writer:
         new_version = version_id + 1
         self._replace_current(rid, new_version, None)
         self._history.append(self._history_row(rid, res_type, res_id, new_version, None, "DELETE"))
+        if self.observer is not None and res_type in self.observer.types:
+            self.observer.after_delete(self, res_type, res_id)
         return StoredResource(
             res_type, res_id, new_version, self.last_updated, None, deleted=True, method="DELETE"
         )
 
+    def written(self, res_type: str, res_id: str) -> bool:
+        """Whether this unit of work has written Type/id already."""
+        return (res_type, res_id) in self._claimed
+
+    def rewrite(self, resource: dict[str, Any], res_id: str) -> None:
+        """Replace the version this unit wrote of a resource, keeping its version number.
+
+        For services that learn something about a resource after it was written in the same
+        unit (the patient index moving a record to another person): one unit, one version.
+        """
+        res_type = resource["resourceType"]
+        for create in self._creates:
+            if (create.res_type, create.res_id) == (res_type, res_id):
+                create.content = stamp(resource, res_id, 1, self.last_updated)
+                create.rows = extract_index_rows(resource)
+                return
+        rid = self._rids.get((res_type, res_id))
+        if rid is None:  # created and flushed in this unit
+            rid = self.conn.execute(
+                select(resources.c.rid).where(
+                    resources.c.res_type == res_type, resources.c.res_id == res_id
+                )
+            ).scalar_one()
+        version_id = self.conn.execute(
+            select(resources.c.version_id).where(resources.c.rid == rid)
+        ).scalar_one()
+        content = stamp(resource, res_id, version_id, self.last_updated)
+        self._replace_current(rid, version_id, content)
+        for kind, rows in self._index.items():
+            self._index[kind] = [r for r in rows if r[0] != rid]
+        self._add_index(rid, res_type, extract_index_rows(resource))
+        for row in self._history:
+            if row["rid"] == rid and row["version_id"] == version_id:
+                row["content"] = content
+                return
+        self.conn.execute(
+            update(resource_history)
+            .where(resource_history.c.rid == rid, resource_history.c.version_id == version_id)
+            .values(content=content)
+        )
+
     def flush(self) -> None:
+        if self.observer is not None:
+            self.observer.before_flush(self)
         bulk = self.conn.dialect.name == "postgresql"
         pending: list[tuple[Table, Sequence[Row]]] = []
         if self._creates:

@@ -251,3 +251,77 @@ sql_watermarks = Table(
     Column("last_key", Text, nullable=False),  # JSON: the key value (number or text)
     Column("updated_at", BigInteger, nullable=False),
 )
+
+# --- the patient index (hub.services.identity) ------------------------------------------------
+# One row per member Patient record: the person (master Patient) it belongs to, how it came to
+# belong there, and the features it is matched on.  Written in the same transaction as the
+# Patient itself, so the index and the records never disagree.
+mpi_records = Table(
+    "mpi_records",
+    metadata,
+    Column("patient_id", String(64), primary_key=True),
+    Column("master_id", String(64), nullable=False),
+    # key (shared exact key), score (probabilistic), manual (the office), self (alone)
+    Column("method", String(16), nullable=False),
+    Column("score", Float, nullable=True),
+    Column("active", Boolean, nullable=False),
+    Column("replaced_by", String(64), nullable=True),  # merged into this record (ADT^A40)
+    Column("name_key", String(128), nullable=True),
+    Column("birth_date", String(10), nullable=True),
+    Column("gender", String(16), nullable=True),
+    Column("phone", String(32), nullable=True),
+    Column("features", Text, nullable=False),  # JSON, so candidates score without a re-read
+    Column("digest", String(64), nullable=False),  # of what the master is built from
+    Column("updated_at", BigInteger, nullable=False),
+    Index("ix_mpi_records_master", "master_id"),
+    Index("ix_mpi_records_name", "name_key"),
+    Index("ix_mpi_records_birth", "birth_date", "gender"),
+    Index("ix_mpi_records_phone", "phone"),
+)
+
+# Exact keys (valid resident ID, e-health card, insurance card, passport) of each record.
+mpi_keys = Table(
+    "mpi_keys",
+    metadata,
+    Column("kind", String(32), primary_key=True),
+    Column("value", String(128), primary_key=True),
+    Column("patient_id", String(64), primary_key=True),
+    Index("ix_mpi_keys_patient", "patient_id"),
+)
+
+# Pairs of records a person decided are different people (an unlink, a review): never
+# linked automatically again.  Stored with a < b.
+mpi_distinct = Table(
+    "mpi_distinct",
+    metadata,
+    Column("a", String(64), primary_key=True),
+    Column("b", String(64), primary_key=True),
+    Column("reason", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# Suggested links waiting for the office: one review Task per (record, candidate person).
+mpi_reviews = Table(
+    "mpi_reviews",
+    metadata,
+    Column("patient_id", String(64), primary_key=True),
+    Column("candidate_id", String(64), primary_key=True),
+    Column("task_id", String(64), nullable=False),
+    Column("score", Float, nullable=False),
+    Column("status", String(16), nullable=False),  # open, linked, distinct
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# Merges, with what they moved, so that a merge can be undone.
+mpi_merges = Table(
+    "mpi_merges",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("source_id", String(64), nullable=False),  # the retired record
+    Column("target_id", String(64), nullable=False),  # the survivor
+    Column("moved", Text, nullable=False),  # JSON [[type, id], ...] whose references moved
+    Column("audit_event", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("undone_at", BigInteger, nullable=True),
+    Index("ix_mpi_merges_source", "source_id"),
+)

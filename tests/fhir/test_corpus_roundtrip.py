@@ -31,6 +31,13 @@ def _without_server_meta(resource: dict[str, Any]) -> dict[str, Any]:
     meta = {k: v for k, v in copy.pop("meta", {}).items() if k not in ("versionId", "lastUpdated")}
     if meta:
         copy["meta"] = meta
+    # The patient index adds the one link it owns (refer → the person's master record).
+    links = [link for link in copy.get("link", []) if "/mpi-" not in link["other"]["reference"]]
+    if resource["resourceType"] == "Patient" and "link" in copy:
+        if links:
+            copy["link"] = links
+        else:
+            del copy["link"]
     return copy
 
 

@@ -142,7 +142,12 @@ def test_history_instance_type_and_since(client: TestClient) -> None:
     url: str | None = "/fhir/Patient/_history?_count=2"
     while url:
         page = client.get(url).json()
-        seen += [e["resource"]["meta"]["versionId"] for e in page.get("entry", [])]
+        # The patient index's master record has versions of its own in the type history.
+        seen += [
+            e["resource"]["meta"]["versionId"]
+            for e in page.get("entry", [])
+            if e["resource"]["id"] == pid
+        ]
         nxt = [link["url"] for link in page["link"] if link["relation"] == "next"]
         url = nxt[0].split("/fhir", 1)[1] and "/fhir" + nxt[0].split("/fhir", 1)[1] if nxt else None
     assert sorted(seen) == ["1", "2", "3", "4"]

@@ -89,7 +89,10 @@ def stored(engine: Engine, res_type: str, res_id: str) -> dict[str, Any]:
 
 
 def live(engine: Engine, res_type: str | None = None) -> list[tuple[str, str]]:
-    query = select(resources.c.res_type, resources.c.res_id).where(resources.c.deleted.is_(False))
+    """Live resources the clients wrote (the patient index's master records left out)."""
+    query = select(resources.c.res_type, resources.c.res_id).where(
+        resources.c.deleted.is_(False), resources.c.res_id.not_like("mpi-%")
+    )
     if res_type:
         query = query.where(resources.c.res_type == res_type)
     with engine.connect() as conn:

@@ -1,0 +1,11 @@
+"""FHIR operations ($name), one module each; their routes come before the generic ones."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from hub.fhir.operations import everything, patient_index
+
+router = APIRouter(prefix="/fhir")
+router.include_router(patient_index.router)
+router.include_router(everything.router)

@@ -1,0 +1,286 @@
+"""The patient index's tables: read and write records, keys, distinct pairs and reviews.
+
+Plain SQL on the unit of work's connection (never committing): what the linker decides is
+stored together with the Patient write that caused it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, and_, delete, insert, or_, select, update
+
+from hub.services.identity.features import Features
+from hub.store.repository import now_micros
+from hub.store.schema import mpi_distinct, mpi_keys, mpi_records, mpi_reviews
+
+
+@dataclass
+class IndexRow:
+    patient_id: str
+    master_id: str
+    method: str
+    score: float | None
+    active: bool
+    replaced_by: str | None
+    features: Features
+    digest: str
+
+
+_SET_FIELDS = {f.name for f in dataclasses.fields(Features) if "frozenset" in str(f.type)}
+_TUPLE_FIELDS = {f.name for f in dataclasses.fields(Features) if "tuple" in str(f.type)}
+
+
+def features_json(feats: Features) -> str:
+    data = {
+        name: sorted(value) if isinstance(value, frozenset) else value
+        for name, value in dataclasses.asdict(feats).items()
+    }
+    return orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def features_from_json(text: str) -> Features:
+    data = orjson.loads(text)
+    for name in _SET_FIELDS & data.keys():
+        data[name] = frozenset(data[name])
+    for name in _TUPLE_FIELDS & data.keys():
+        data[name] = tuple(data[name])
+    return Features(**data)
+
+
+def digest(feats_json: str, extra: Any) -> str:
+    """What the master record is built from, hashed: unchanged → the master needs no write."""
+    return hashlib.sha256(feats_json.encode() + orjson.dumps(extra)).hexdigest()
+
+
+def _row(r: Any) -> IndexRow:
+    return IndexRow(
+        r.patient_id,
+        r.master_id,
+        r.method,
+        r.score,
+        bool(r.active),
+        r.replaced_by,
+        features_from_json(r.features),
+        r.digest,
+    )
+
+
+_COLUMNS = (
+    mpi_records.c.patient_id,
+    mpi_records.c.master_id,
+    mpi_records.c.method,
+    mpi_records.c.score,
+    mpi_records.c.active,
+    mpi_records.c.replaced_by,
+    mpi_records.c.features,
+    mpi_records.c.digest,
+)
+
+
+def load(conn: Connection, patient_id: str) -> IndexRow | None:
+    r = conn.execute(select(*_COLUMNS).where(mpi_records.c.patient_id == patient_id)).first()
+    return _row(r) if r else None
+
+
+def load_many(conn: Connection, ids: Iterable[str]) -> list[IndexRow]:
+    ids = list(ids)
+    if not ids:
+        return []
+    rows = conn.execute(select(*_COLUMNS).where(mpi_records.c.patient_id.in_(ids))).all()
+    return [_row(r) for r in rows]
+
+
+def records_of(conn: Connection, master_ids: Iterable[str]) -> list[IndexRow]:
+    masters = list(master_ids)
+    if not masters:
+        return []
+    rows = conn.execute(select(*_COLUMNS).where(mpi_records.c.master_id.in_(masters))).all()
+    return [_row(r) for r in rows]
+
+
+def by_keys(conn: Connection, keys: dict[str, str], exclude: str) -> list[IndexRow]:
+    """Active records sharing any exact key with ``keys``."""
+    if not keys:
+        return []
+    found = select(mpi_keys.c.patient_id).where(
+        or_(*(and_(mpi_keys.c.kind == k, mpi_keys.c.value == v) for k, v in keys.items()))
+    )
+    rows = conn.execute(
+        select(*_COLUMNS).where(
+            mpi_records.c.patient_id.in_(found),
+            mpi_records.c.patient_id != exclude,
+            mpi_records.c.active,
+        )
+    ).all()
+    return [_row(r) for r in rows]
+
+
+def blocking_candidates(
+    conn: Connection, feats: Features, exclude: str, limit: int
+) -> list[IndexRow]:
+    """Active records in any of the feature's blocks: same name (pinyin key), same birth date
+    and sex, or a shared phone.  Few per block in real populations; capped all the same."""
+    blocks = []
+    if feats.name_key:
+        blocks.append(mpi_records.c.name_key == feats.name_key)
+    if feats.birth_date:
+        blocks.append(
+            and_(mpi_records.c.birth_date == feats.birth_date, mpi_records.c.gender == feats.gender)
+            if feats.gender
+            else mpi_records.c.birth_date == feats.birth_date
+        )
+    if feats.phones:
+        blocks.append(mpi_records.c.phone.in_(sorted(feats.phones)))
+    if not blocks:
+        return []
+    rows = conn.execute(
+        select(*_COLUMNS)
+        .where(or_(*blocks), mpi_records.c.patient_id != exclude, mpi_records.c.active)
+        .limit(limit)
+    ).all()
+    return [_row(r) for r in rows]
+
+
+def save(
+    conn: Connection,
+    patient_id: str,
+    *,
+    master_id: str,
+    method: str,
+    score: float | None,
+    active: bool,
+    replaced_by: str | None,
+    feats: Features,
+    feats_json: str,
+    digest_value: str,
+    existed: bool,
+) -> None:
+    values = {
+        "master_id": master_id,
+        "method": method,
+        "score": score,
+        "active": active,
+        "replaced_by": replaced_by,
+        "name_key": (feats.name_key or "")[:128] or None,
+        "birth_date": feats.birth_date,
+        "gender": feats.gender,
+        "phone": min(feats.phones) if feats.phones else None,
+        "features": feats_json,
+        "digest": digest_value,
+        "updated_at": now_micros(),
+    }
+    if existed:
+        conn.execute(
+            update(mpi_records).where(mpi_records.c.patient_id == patient_id).values(**values)
+        )
+    else:
+        conn.execute(insert(mpi_records).values(patient_id=patient_id, **values))
+
+
+def set_keys(conn: Connection, patient_id: str, old: dict[str, str], new: dict[str, str]) -> None:
+    if old == new:
+        return
+    conn.execute(delete(mpi_keys).where(mpi_keys.c.patient_id == patient_id))
+    if new:
+        conn.execute(
+            insert(mpi_keys),
+            [{"kind": k, "value": v, "patient_id": patient_id} for k, v in new.items()],
+        )
+
+
+def move_records(conn: Connection, from_master: str, to_master: str) -> list[str]:
+    ids = list(
+        conn.execute(
+            select(mpi_records.c.patient_id).where(mpi_records.c.master_id == from_master)
+        ).scalars()
+    )
+    if ids:
+        conn.execute(
+            update(mpi_records)
+            .where(mpi_records.c.master_id == from_master)
+            .values(master_id=to_master, updated_at=now_micros())
+        )
+    return ids
+
+
+def set_master(conn: Connection, patient_id: str, master_id: str, method: str, **more: Any) -> None:
+    conn.execute(
+        update(mpi_records)
+        .where(mpi_records.c.patient_id == patient_id)
+        .values(master_id=master_id, method=method, updated_at=now_micros(), **more)
+    )
+
+
+def pair(a: str, b: str) -> tuple[str, str]:
+    return (a, b) if a < b else (b, a)
+
+
+def distinct_from(conn: Connection, patient_id: str) -> set[str]:
+    rows = conn.execute(
+        select(mpi_distinct.c.a, mpi_distinct.c.b).where(
+            or_(mpi_distinct.c.a == patient_id, mpi_distinct.c.b == patient_id)
+        )
+    ).all()
+    return {r.b if r.a == patient_id else r.a for r in rows}
+
+
+def add_distinct(conn: Connection, pairs: Iterable[tuple[str, str]], reason: str) -> None:
+    wanted = {pair(a, b) for a, b in pairs if a != b}
+    if not wanted:
+        return
+    existing = {
+        (r.a, r.b)
+        for r in conn.execute(
+            select(mpi_distinct.c.a, mpi_distinct.c.b).where(
+                or_(*(and_(mpi_distinct.c.a == a, mpi_distinct.c.b == b) for a, b in wanted))
+            )
+        )
+    }
+    rows = [
+        {"a": a, "b": b, "reason": reason, "created_at": now_micros()}
+        for a, b in sorted(wanted - existing)
+    ]
+    if rows:
+        conn.execute(insert(mpi_distinct), rows)
+
+
+def remove_distinct(conn: Connection, pairs: Iterable[tuple[str, str]]) -> None:
+    for a, b in {pair(a, b) for a, b in pairs}:
+        conn.execute(delete(mpi_distinct).where(mpi_distinct.c.a == a, mpi_distinct.c.b == b))
+
+
+def open_review(conn: Connection, patient_id: str, candidate_id: str) -> str | None:
+    return conn.execute(
+        select(mpi_reviews.c.task_id).where(
+            mpi_reviews.c.patient_id == patient_id, mpi_reviews.c.candidate_id == candidate_id
+        )
+    ).scalar()
+
+
+def add_review(
+    conn: Connection, patient_id: str, candidate_id: str, task_id: str, score: float
+) -> None:
+    conn.execute(
+        insert(mpi_reviews).values(
+            patient_id=patient_id,
+            candidate_id=candidate_id,
+            task_id=task_id,
+            score=score,
+            status="open",
+            created_at=now_micros(),
+        )
+    )
+
+
+def review_by_task(conn: Connection, task_id: str) -> Any:
+    return conn.execute(select(mpi_reviews).where(mpi_reviews.c.task_id == task_id)).first()
+
+
+def close_review(conn: Connection, task_id: str, status: str) -> None:
+    conn.execute(update(mpi_reviews).where(mpi_reviews.c.task_id == task_id).values(status=status))
