@@ -242,6 +242,24 @@ def replay(
     console.print(", ".join(f"{k} {v}" for k, v in sorted(result.items())) or "nothing to replay")
 
 
+@app.command("reindex-patients")
+def reindex_patients(db: DbOption = None, config: ConfigOption = None) -> None:
+    """Link Patients written before the patient index existed (run once after upgrading)."""
+    from rich.progress import Progress
+
+    from hub.db import make_engine
+    from hub.services.identity.reindex import reindex, unindexed
+    from hub.store.migrate import upgrade
+
+    settings = load_settings(config, db_url=db)
+    upgrade(settings.db_url)
+    engine = make_engine(settings.db_url)
+    with Progress(console=console) as bar:
+        task = bar.add_task("linking patients", total=len(unindexed(engine)))
+        done = reindex(engine, progress=lambda n: bar.advance(task, n))
+    console.print(f"{done} patients linked")
+
+
 def _engine_and_community(settings: Any) -> tuple[Any, Any]:
     from adapters.feeds.config import demo_community, load_community
     from hub.db import make_engine

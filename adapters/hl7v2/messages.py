@@ -33,7 +33,7 @@ from adapters.hl7v2.segments.patient import (
 from adapters.hl7v2.segments.provenance import map_provenance
 from adapters.hl7v2.segments.results import map_order_answers, map_report
 
-ADT_EVENTS = frozenset(EVENT_STATUS) | {"A28", "A31", "A40"}
+ADT_EVENTS = frozenset(EVENT_STATUS) | {"A24", "A28", "A31", "A37", "A40"}
 _PATIENT_ONLY = frozenset({"A28", "A31"})
 _UPDATES = frozenset({"A08", "A31", "A40"})
 
@@ -41,6 +41,8 @@ _UPDATES = frozenset({"A08", "A31", "A40"})
 def _adt(ctx: Context, event: str) -> PatientRef:
     if event == "A40":
         return _merge(ctx)
+    if event in ("A24", "A37"):
+        return _link_records(ctx, event)
     patient = map_patient(ctx, ctx.message.first("PID"), update=True)
     if event not in _PATIENT_ONLY:
         encounter = map_encounter(ctx, ctx.message.first("PV1"), patient, event=event, adt=True)
@@ -87,6 +89,34 @@ def _merge(ctx: Context) -> PatientRef:
         raise ctx.error(ctx.message.msh, None, "the merge has no PID segment", "100")
     map_provenance(ctx, update=True)
     return survivors[0]
+
+
+def _link_records(ctx: Context, event: str) -> PatientRef:
+    """A24 links, A37 unlinks the two patients of its PID segments (the same person, or not).
+
+    The records are created if unknown but not updated (a link message is no demographics
+    update); the link itself is the patient index's $link / $unlink, as a transaction entry.
+    """
+    pids = ctx.message.all("PID")
+    if len(pids) < 2:
+        raise ctx.error(ctx.message.msh, None, f"ADT^{event} needs two PID segments", "100")
+    first = map_patient(ctx, pids[0], update=False)
+    second = map_patient(ctx, pids[1], update=False)
+    if first.key == second.key:
+        raise ctx.error(pids[1], 3, "both PID segments name the same record", "103")
+    operation = "$link" if event == "A24" else "$unlink"
+    ctx.add(
+        {
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": "patient", "valueReference": {"reference": first.full_url}},
+                {"name": "other", "valueReference": {"reference": second.full_url}},
+            ],
+        },
+        {"method": "POST", "url": f"Patient/{operation}"},
+    )
+    map_provenance(ctx, update=False)
+    return first
 
 
 def _resource(ctx: Context, full_url: str) -> dict[str, Any]:

@@ -199,6 +199,11 @@ def _text(request: dict[str, Any], key: str, path: str) -> str | None:
     return value
 
 
+# Operations a transaction may invoke (run after its writes, in the same database transaction):
+# a feed's ADT^A24/A37 links and unlinks records in the same unit as the Patient updates.
+BUNDLE_OPERATIONS = frozenset({("Patient", "$link"), ("Patient", "$unlink")})
+
+
 def prepare_entry(index: int, raw: Any, base: str, *, copy: bool = True) -> Entry:
     """Check one entry's structure and parse its request; no database work.
 
@@ -231,7 +236,9 @@ def prepare_entry(index: int, raw: Any, base: str, *, copy: bool = True) -> Entr
         raise type(exc)(
             f"{url_path}: {exc}", expression=[url_path], status=exc.status, code=exc.code
         ) from exc
-    if target.operation:
+    if target.operation and not (
+        method == "POST" and (target.res_type, target.operation) in BUNDLE_OPERATIONS
+    ):
         raise BadRequest(
             f"{url_path}: {target.operation} is not supported inside a Bundle",
             code="not-supported",

@@ -119,7 +119,8 @@ def _run(unit: Unit, entries: list[Entry], base: str) -> dict[int, Result]:
     for e in (e for e in entries if e.method == "DELETE"):
         with _located(e):
             results[e.index] = _delete(unit, e)
-    posts = [e for e in entries if e.method == "POST"]
+    posts = [e for e in entries if e.method == "POST" and not e.target.operation]
+    operations = [e for e in entries if e.method == "POST" and e.target.operation]
     updates = [e for e in entries if e.method in ("PUT", "PATCH")]
     resolver = _Resolver(unit)
     resolver.prefetch(posts + updates)
@@ -152,6 +153,10 @@ def _run(unit: Unit, entries: list[Entry], base: str) -> dict[int, Result]:
                 results[e.index] = interactions.update(
                     unit, t.res_type, e.res_id, body, if_match=e.if_match, locked=True
                 )
+    for e in operations:
+        with _located(e):
+            resolver.rewrite(e)
+            results[e.index] = _operation(unit, e)
     reads = [e for e in entries if e.method in READS]
     if reads:
         unit.writer.flush()  # reads see this transaction's own writes
@@ -159,6 +164,13 @@ def _run(unit: Unit, entries: list[Entry], base: str) -> dict[int, Result]:
         with _located(e):
             results[e.index] = _read(unit, e, base, resolver.mapping)
     return results
+
+
+def _operation(unit: Unit, e: Entry) -> Result:
+    """An operation entry (see BUNDLE_OPERATIONS): its Parameters answer as the entry's body."""
+    from hub.services.identity.bundle_operations import run_operation
+
+    return Result(200, body=run_operation(unit, e.target.operation or "", e.resource))
 
 
 def _identifier_criterion(res_type: str, query: str) -> tuple[str, str, str] | None:

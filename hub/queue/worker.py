@@ -52,8 +52,14 @@ class _Message:
 
     @property
     def mergeable(self) -> bool:
-        # A merge is checked against the store first (hub.queue.merge_guard): on its own.
-        return self.status == "pending" and bool(self.bundle) and not self.is_merge
+        # A merge is checked against the store first (hub.queue.merge_guard), and a link or
+        # unlink (A24/A37) runs its operation after its own writes: each on its own.
+        return (
+            self.status == "pending"
+            and bool(self.bundle)
+            and not self.is_merge
+            and not self.message_type.startswith(("ADT^A24", "ADT^A37"))
+        )
 
     @property
     def is_merge(self) -> bool:
@@ -182,8 +188,10 @@ def apply_messages(engine: Engine, ids: list[int]) -> dict[str, int]:
         if len(run) > 1:
             try:
                 _apply(engine, run_ids, [plan[i] for i in run])
-            except (_AlreadyApplied, FhirError):
-                pass  # one by one below: the bad message is isolated
+            except OperationalError:
+                raise
+            except Exception:  # refused, raced, or a bug: one by one isolates the culprit
+                pass
             else:
                 counts["applied"] = counts.get("applied", 0) + len(run)
                 continue
@@ -284,6 +292,10 @@ class InboxWorker:
                     break
                 except OperationalError:
                     log.warning("inbox: store unavailable; retrying %d messages", len(batch))
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, 30.0)
+                except Exception as exc:  # a bug must not end the lane: retry later
+                    log.error("inbox: applying %d messages failed: %s", len(batch), describe(exc))
                     self._stop.wait(delay)
                     delay = min(delay * 2, 30.0)
             with self._lock:

@@ -97,7 +97,7 @@ def _where(
     if res_type == "Patient" and not _asks_for_masters(params or []):
         # The patient index's master records answer only a search that names them: a
         # member's conditional write or name search must find its own records, not persons.
-        base.append(sql(f"{_ROWS}.res_id NOT LIKE '{MASTER_PREFIX}%'"))
+        base.append(sql(f"{_ROWS}.res_id NOT LIKE ?", MASTER_PREFIX + "%"))
     return and_(*base, *conditions)
 
 
@@ -143,9 +143,9 @@ def match_identifiers(
         query = Sql(
             "SELECT t.res_type, t.system, t.code, r.rid, r.res_id FROM idx_token t "
             "JOIN resources r ON r.rid = t.rid "
-            f"WHERE t.param = 'identifier' AND NOT r.deleted AND r.res_id NOT LIKE "
-            f"'{MASTER_PREFIX}%' AND {tests.text}",
-            tests.params,
+            "WHERE t.param = 'identifier' AND NOT r.deleted AND r.res_id NOT LIKE ? "
+            f"AND {tests.text}",
+            (MASTER_PREFIX + "%", *tests.params),
         )
         for res_type, system, code, rid, res_id in execute(conn, query):
             matches = found.get((res_type, system, code))

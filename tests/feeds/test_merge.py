@@ -20,7 +20,7 @@ def admit(cid: str, mrn: str, name: str) -> bytes:
     return (
         HEADER.format(type="ADT^A04^ADT_A01", cid=cid)
         + f"EVN|A04|20261022090000\rPID|1||{mrn}^^^XRMYY^MR||{name}||19800101|F\r"
-        + "PV1|1|O\r"
+        + f"PV1|1|O|||||||||||||||||V-{cid}\r"
     ).encode()
 
 
@@ -86,3 +86,58 @@ def test_merge_and_its_swapped_echo(
     assert drain(engine) == {"applied": 1}
     assert len(member_links(patient(client, "XR-NEW"))) == 1
     assert patient(client, "XR-OLD")["active"] is False
+
+
+def test_a40_moves_what_referred_to_the_retired_record(
+    feeds: FeedService, engine: sa.Engine, client: TestClient
+) -> None:
+    port = feeds.port or 0
+    send_all(port, [admit("R1", "XR-A", "刘^芳"), admit("R2", "XR-B", "刘^芳")])
+    drain(engine)
+    retired = patient(client, "XR-B")
+    visits = client.get("/fhir/Encounter", params={"subject": f"Patient/{retired['id']}"}).json()
+    [visit] = [e["resource"]["id"] for e in visits["entry"]]
+    send_all(port, [merge("R3", survivor="XR-A", retired="XR-B")])
+    assert drain(engine) == {"applied": 1}
+    survivor = patient(client, "XR-A")
+    moved = client.get(f"/fhir/Encounter/{visit}").json()
+    assert moved["subject"]["reference"] == f"Patient/{survivor['id']}"
+    audits = client.get("/fhir/AuditEvent", params={"entity": f"Patient/{retired['id']}"}).json()
+    assert [e["resource"]["subtype"][0]["code"] for e in audits["entry"]] == ["merge"]
+
+
+def link_message(cid: str, event: str, first: str, second: str) -> bytes:
+    structure = "ADT_A24" if event == "A24" else "ADT_A37"
+    return (
+        HEADER.format(type=f"ADT^{event}^{structure}", cid=cid)
+        + f"EVN|{event}|20261022100000\r"
+        + f"PID|1||{first}^^^XRMYY^MR||陈^晨||19800315|M\r"
+        + f"PID|2||{second}^^^XRMYY^MR||陈^晨||19800315|M\r"
+    ).encode()
+
+
+def test_a37_unlinks_and_a24_links_two_records(
+    feeds: FeedService, engine: sa.Engine, client: TestClient
+) -> None:
+    port = feeds.port or 0
+    [ack] = send_all(port, [link_message("L1", "A24", "XR-C1", "XR-C2")])
+    assert ack_code(ack) == "AA"
+    assert drain(engine) == {"applied": 1}
+    one, two = patient(client, "XR-C1"), patient(client, "XR-C2")
+    assert index_link(one) == index_link(two)
+    [ack] = send_all(port, [link_message("L2", "A37", "XR-C1", "XR-C2")])
+    assert ack_code(ack) == "AA"
+    assert drain(engine) == {"applied": 1}
+    one, two = patient(client, "XR-C1"), patient(client, "XR-C2")
+    assert index_link(one) != index_link(two)
+    subtypes = {
+        e["resource"]["subtype"][0]["code"]
+        for e in client.get("/fhir/AuditEvent", params={"entity": f"Patient/{one['id']}"}).json()[
+            "entry"
+        ]
+    }
+    assert subtypes == {"link", "unlink"}
+    # One PID only: refused with a clear answer, kept for replay.
+    bad = HEADER.format(type="ADT^A37^ADT_A37", cid="L3") + "EVN|A37\rPID|1||XR-C1^^^XRMYY^MR\r"
+    [ack] = send_all(port, [bad.encode()])
+    assert ack_code(ack) in ("AE", "AR") and b"ERR|" in ack

@@ -11,7 +11,11 @@ _OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
 def map_provenance(ctx: Context, *, update: bool) -> None:
     code, event, _ = ctx.message.message_type
     label = f"{code}^{event}" if event else code
-    targets = [{"reference": entry["fullUrl"]} for entry in ctx.entries]
+    targets = [
+        {"reference": entry["fullUrl"]}
+        for entry in ctx.entries
+        if "$" not in entry["request"]["url"]  # an operation (A24/A37 link) is no resource
+    ]
     provenance = {
         "resourceType": "Provenance",
         "target": targets,

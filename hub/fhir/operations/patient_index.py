@@ -20,20 +20,13 @@ from hub.fhir.operations.parameters import parameters, result, value
 from hub.fhir.responses import fhir_response
 from hub.fhir.routes import base_url, engine_of, read_body, run_read, run_write
 from hub.fhir.validation import validate_resource
+from hub.services.identity import bundle_operations as ops
 from hub.services.identity import lookup
 from hub.services.identity import merge as merging
-from hub.services.identity.linker import PatientIndex
-from hub.services.identity.model import is_master_id, patient_id
 from hub.services.identity.rules import load_rules
 
 router = APIRouter()
 MATCH_GRADE = "http://hl7.org/fhir/StructureDefinition/match-grade"
-
-
-def _index(unit: Unit) -> PatientIndex:
-    observer = unit.writer.observer
-    assert isinstance(observer, PatientIndex)
-    return observer
 
 
 @router.post("/Patient/$match")
@@ -129,51 +122,16 @@ class _Forbidden(FhirError):
     code = "business-rule"
 
 
-def _patient_param(
-    unit: Unit, params: list[dict[str, Any]], name: str, *, required: bool = True
-) -> str | None:
-    """A member record named by ``name`` (a Reference) or ``name-identifier``."""
-    reference = value(params, name)
-    identifier = value(params, f"{name}-identifier")
-    if reference is not None:
-        found = patient_id(reference)
-        if found is None:
-            raise BadRequest(f"{name} must reference a Patient", code="value")
-    elif isinstance(identifier, dict) and identifier.get("value"):
-        matches = lookup.patients_with_identifier(
-            unit.conn, identifier.get("system", ""), identifier["value"]
-        )
-        matches = [m for m in matches if not is_master_id(m)]
-        if len(matches) != 1:
-            raise Unprocessable(
-                f"{name}-identifier names {len(matches)} member records, not one", code="not-found"
-            )
-        found = matches[0]
-    elif required:
-        raise BadRequest(f"{name} (or {name}-identifier) is required", code="required")
-    else:
-        return None
-    if is_master_id(found):
-        raise Unprocessable(
-            f"{name} is a master record; name a member's record", code="business-rule"
-        )
-    return found
-
-
-def _audit(audit_id: str) -> tuple[str, str, Any]:
-    return ("audit-event", "valueReference", {"reference": f"AuditEvent/{audit_id}"})
-
-
 @router.post("/Patient/$merge")
 async def merge(request: Request) -> Response:
     params = parameters(await read_body(request))
     preview = value(params, "preview") is True
 
     def run(unit: Unit) -> dict[str, Any]:
-        source = _patient_param(unit, params, "source-patient")
-        target = _patient_param(unit, params, "target-patient")
+        source = ops.patient_param(unit, params, "source-patient")
+        target = ops.patient_param(unit, params, "target-patient")
         assert source is not None and target is not None
-        index = _index(unit)
+        index = ops.index_of(unit)
         moving = merging._referring(unit.conn, source)
         if preview:
             outcome = info_outcome(
@@ -195,7 +153,7 @@ async def merge(request: Request) -> Response:
         return result(
             ("outcome", "resource", outcome),
             ("result", "resource", survivor),
-            _audit(row.audit_event) if row else ("audit-event", "valueReference", None),
+            ops.audit_part(row.audit_event) if row else ("audit-event", "valueReference", None),
         )
 
     return fhir_response(200, await run_in_threadpool(run_write, engine_of(request), run))
@@ -210,46 +168,25 @@ async def unmerge(request: Request) -> Response:
         raise BadRequest("audit-event must reference the merge's AuditEvent", code="required")
 
     def run(unit: Unit) -> dict[str, Any]:
-        done = merging.undo_merge(_index(unit), unit.writer, ref_text.split("/", 1)[1])
+        done = merging.undo_merge(ops.index_of(unit), unit.writer, ref_text.split("/", 1)[1])
         outcome = info_outcome(
             f"merge undone: Patient/{done['source']} is in use again; "
             f"{done['moved_back']} resources moved back"
         )
-        return result(("outcome", "resource", outcome), _audit(done["audit"]))
+        return result(("outcome", "resource", outcome), ops.audit_part(done["audit"]))
 
     return fhir_response(200, await run_in_threadpool(run_write, engine_of(request), run))
 
 
 @router.post("/Patient/$link")
 async def link(request: Request) -> Response:
-    params = parameters(await read_body(request))
-
-    def run(unit: Unit) -> dict[str, Any]:
-        record = _patient_param(unit, params, "patient")
-        other = _patient_param(unit, params, "other")
-        assert record is not None and other is not None
-        done = merging.link(_index(unit), unit.writer, record, other)
-        return result(
-            ("outcome", "resource", info_outcome(f"Patient/{record} linked to Patient/{other}")),
-            ("master", "valueReference", {"reference": f"Patient/{done['master']}"}),
-            _audit(done["audit"]),
-        )
-
-    return fhir_response(200, await run_in_threadpool(run_write, engine_of(request), run))
+    body = await read_body(request)
+    answer = await run_in_threadpool(run_write, engine_of(request), lambda u: ops.link(u, body))
+    return fhir_response(200, answer)
 
 
 @router.post("/Patient/$unlink")
 async def unlink(request: Request) -> Response:
-    params = parameters(await read_body(request))
-
-    def run(unit: Unit) -> dict[str, Any]:
-        record = _patient_param(unit, params, "patient")
-        other = _patient_param(unit, params, "other", required=False)
-        assert record is not None
-        done = merging.unlink(_index(unit), unit.writer, record, other)
-        return result(
-            ("outcome", "resource", info_outcome(f"Patient/{record} unlinked")),
-            _audit(done["audit"]),
-        )
-
-    return fhir_response(200, await run_in_threadpool(run_write, engine_of(request), run))
+    body = await read_body(request)
+    answer = await run_in_threadpool(run_write, engine_of(request), lambda u: ops.unlink(u, body))
+    return fhir_response(200, answer)

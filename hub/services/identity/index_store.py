@@ -183,10 +183,14 @@ def save(
         conn.execute(insert(mpi_records).values(patient_id=patient_id, **values))
 
 
-def set_keys(conn: Connection, patient_id: str, old: dict[str, str], new: dict[str, str]) -> None:
+def set_keys(
+    conn: Connection, patient_id: str, old: dict[str, str] | None, new: dict[str, str]
+) -> None:
+    """``old``: the keys stored so far (None: a record new to the index)."""
     if old == new:
         return
-    conn.execute(delete(mpi_keys).where(mpi_keys.c.patient_id == patient_id))
+    if old:
+        conn.execute(delete(mpi_keys).where(mpi_keys.c.patient_id == patient_id))
     if new:
         conn.execute(
             insert(mpi_keys),

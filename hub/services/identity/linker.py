@@ -168,7 +168,7 @@ class PatientIndex:
             digest_value=digest,
             existed=row is not None,
         )
-        store.set_keys(self.conn, res_id, row.features.keys if row else {}, feats.keys)
+        store.set_keys(self.conn, res_id, row.features.keys if row else None, feats.keys)
         if row is None or row.digest != digest or row.master_id != master:
             self.dirty.add(master)
             if row is not None and row.master_id != master:
@@ -181,12 +181,14 @@ class PatientIndex:
         self, res_id: str, feats: Features, row: store.IndexRow | None
     ) -> tuple[str, str, float | None]:
         """(master, method, score) for a record that is not merged away."""
-        distinct = store.distinct_from(self.conn, res_id)
         if row is not None and row.method == "manual":
             return row.master_id, "manual", row.score
+        # Only a record that has someone to be linked to needs the office's "distinct" list.
+        keyed = store.by_keys(self.conn, feats.keys, res_id)
+        distinct = store.distinct_from(self.conn, res_id) if keyed or row is not None else set()
         # 1. exact keys
         masters: list[str] = []
-        for other in store.by_keys(self.conn, feats.keys, res_id):
+        for other in keyed:
             if other.patient_id in distinct:
                 continue
             if score(feats, other.features, self.rules).grade == "certainly-not":
