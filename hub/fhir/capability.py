@@ -32,13 +32,42 @@ _RESULT_PARAMS = (
 )
 
 
+_PATIENT_DOC = (
+    "Patient index: each member's record is its own Patient; records of one person are linked "
+    "through a master Patient (id 'mpi-...', meta.tag "
+    "https://ygt.example.org/fhir/CodeSystem/patient-index|master; link seealso to each record, "
+    "each record link refer to it).  Masters answer only a search that asks for them (_tag as "
+    "above, or _id).  Community-wide search: a reference parameter to Patient given a master "
+    "(DiagnosticReport?patient=Patient/mpi-...), an :identifier modifier "
+    "(patient:identifier=system|value) or a chain into Patient (patient.identifier=..., "
+    "patient:Patient.identifier=...) matches every record linked to the person; a member "
+    "record's own id matches that record alone."
+)
+_DEFINITIONS = {
+    "match": "http://hl7.org/fhir/OperationDefinition/Patient-match",
+    "everything": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+    "ihe-pix": "https://profiles.ihe.net/ITI/PIXm/OperationDefinition/IHE.PIXm.pix",
+}
+_OPERATIONS = {
+    "Patient": [
+        ("match", "FHIR R4 Patient $match: a scored searchset of persons (match-grade)"),
+        ("ihe-pix", "IHE PIXm: every member identifier of the person (GET, sourceIdentifier)"),
+        ("everything", "the person's community-wide record: _since, _type, _count, paging"),
+        ("merge", "retire a duplicate record into a survivor (R5 $merge parameters)"),
+        ("unmerge", "undo a merge, named by its AuditEvent"),
+        ("link", "the office says two records are one person (transaction entry too)"),
+        ("unlink", "the office says a record is not that person (transaction entry too)"),
+    ],
+}
+
+
 def _resource_entry(res_type: str) -> dict[str, Any]:
     params = [
         {"name": code, "type": "special" if p.type == "special" else p.type}
         for code, p in sorted(params_for(res_type).items())
     ]
     params.extend({"name": n, "type": t, "documentation": d} for n, t, d in _RESULT_PARAMS)
-    return {
+    entry: dict[str, Any] = {
         "type": res_type,
         "interaction": [{"code": code} for code in _INTERACTIONS],
         "versioning": "versioned-update",
@@ -53,6 +82,20 @@ def _resource_entry(res_type: str) -> dict[str, Any]:
         "searchRevInclude": ["*"],
         "searchParam": params,
     }
+    if res_type == "Patient":
+        entry["documentation"] = _PATIENT_DOC
+    if res_type in _OPERATIONS:
+        entry["operation"] = [
+            {
+                "name": name,
+                "definition": _DEFINITIONS.get(
+                    name, f"https://ygt.example.org/fhir/OperationDefinition/Patient-{name}"
+                ),
+                "documentation": doc,
+            }
+            for name, doc in _OPERATIONS[res_type]
+        ]
+    return entry
 
 
 @cache

@@ -87,9 +87,9 @@ def test_corpus_message_maps(path: Path, message: Message) -> None:
     assert len(provenance) == 1
     # Operation entries (an A24/A37's $link/$unlink) are no resources: Provenance skips them.
     operations = {e["fullUrl"] for e in bundle["entry"] if "$" in e["request"]["url"]}
-    assert {t["reference"] for t in provenance[0]["resource"]["target"]} == set(
-        full_urls
-    ) - {provenance[0]["fullUrl"]} - operations
+    assert {t["reference"] for t in provenance[0]["resource"]["target"]} == set(full_urls) - {
+        provenance[0]["fullUrl"]
+    } - operations
     for entry in bundle["entry"]:
         resource, request = entry["resource"], entry["request"]
         if entry["fullUrl"] in operations:

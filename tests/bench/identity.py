@@ -170,9 +170,10 @@ def main() -> None:
           f"p99 {result['match_p99_ms']:.2f} ms")  # fmt: skip
     print(f"identifier search:         p50 {result['search_p50_ms']:.2f} ms  "
           f"p99 {result['search_p99_ms']:.2f} ms")  # fmt: skip
-    print(f"links: precision {result['precision']:.4f}  recall {result['recall']:.4f}  "
-          f"({result['linked_pairs']:,} linked pairs, {result['true_pairs']:,} true; "
-          f"{result['persons_found']:,} persons found, {result['persons_true']:,} true)")  # fmt: skip
+    r = result
+    print(f"links: precision {r['precision']:.4f}  recall {r['recall']:.4f}  "
+          f"({r['linked_pairs']:,} linked pairs, {r['true_pairs']:,} true; "
+          f"{r['persons_found']:,} persons found, {r['persons_true']:,} true)")  # fmt: skip
     out = Path("bench-results")
     out.mkdir(exist_ok=True)
     (out / "identity.json").write_text(json.dumps(result, indent=2))
