@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -44,7 +45,9 @@ def features_json(feats: Features) -> str:
     return orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode()
 
 
+@lru_cache(maxsize=200_000)
 def features_from_json(text: str) -> Features:
+    """Cached: the same candidates come back for every record in their blocks."""
     data = orjson.loads(text)
     for name in _SET_FIELDS & data.keys():
         data[name] = frozenset(data[name])
@@ -122,14 +125,14 @@ def by_keys(conn: Connection, keys: dict[str, str], exclude: str) -> list[IndexR
 
 
 def blocking_candidates(
-    conn: Connection, feats: Features, exclude: str, limit: int
+    conn: Connection, feats: Features, exclude: str, limit: int, *, by_birth: bool = True
 ) -> list[IndexRow]:
     """Active records in any of the feature's blocks: same name (pinyin key), same birth date
-    and sex, or a shared phone.  Few per block in real populations; capped all the same."""
+    and sex (``by_birth``), or a shared phone.  Few per block in real populations; capped."""
     blocks = []
     if feats.name_key:
         blocks.append(mpi_records.c.name_key == feats.name_key)
-    if feats.birth_date:
+    if feats.birth_date and by_birth:
         blocks.append(
             and_(mpi_records.c.birth_date == feats.birth_date, mpi_records.c.gender == feats.gender)
             if feats.gender
