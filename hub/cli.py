@@ -260,6 +260,19 @@ def reindex_patients(db: DbOption = None, config: ConfigOption = None) -> None:
     console.print(f"{done} patients linked")
 
 
+@app.command("remark-reports")
+def remark_reports(db: DbOption = None, config: ConfigOption = None) -> None:
+    """Re-judge the HR mark of every stored report (after certifications changed)."""
+    from hub.db import make_engine
+    from hub.services.recognition.marking import remark
+    from hub.store.migrate import upgrade
+
+    settings = load_settings(config, db_url=db)
+    upgrade(settings.db_url)
+    changed = remark(make_engine(settings.db_url))
+    console.print(f"{changed} reports re-marked")
+
+
 def _engine_and_community(settings: Any) -> tuple[Any, Any]:
     from adapters.feeds.config import demo_community, load_community
     from hub.db import make_engine

@@ -47,6 +47,7 @@ _DEFINITIONS = {
     "match": "http://hl7.org/fhir/OperationDefinition/Patient-match",
     "everything": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
     "ihe-pix": "https://profiles.ihe.net/ITI/PIXm/OperationDefinition/IHE.PIXm.pix",
+    "recognize": "https://ygt.example.org/fhir/OperationDefinition/ServiceRequest-recognize",
 }
 _OPERATIONS = {
     "Patient": [
@@ -57,6 +58,9 @@ _OPERATIONS = {
         ("unmerge", "undo a merge, named by its AuditEvent"),
         ("link", "the office says two records are one person (transaction entry too)"),
         ("unlink", "the office says a record is not that person (transaction entry too)"),
+    ],
+    "ServiceRequest": [
+        ("recognize", "检查检验结果互认: recognisable earlier results per item, or why none"),
     ],
 }
 
@@ -89,7 +93,7 @@ def _resource_entry(res_type: str) -> dict[str, Any]:
             {
                 "name": name,
                 "definition": _DEFINITIONS.get(
-                    name, f"https://ygt.example.org/fhir/OperationDefinition/Patient-{name}"
+                    name, f"https://ygt.example.org/fhir/OperationDefinition/{res_type}-{name}"
                 ),
                 "documentation": doc,
             }

@@ -38,14 +38,14 @@ class Unit:
 
     @classmethod
     def on(cls, conn: Connection) -> Unit:
-        from hub.services.identity.linker import PatientIndex
+        from hub.services.observers import observers
 
-        return cls(conn, Writer(conn, observer=PatientIndex(conn)))
+        return cls(conn, Writer(conn, observer=observers(conn)))
 
     def warned(self, result: Result) -> Result:
         """Attach what the services warned about while writing (an invalid resident ID)."""
         observer = self.writer.observer
-        warnings = getattr(observer, "warnings", None)
+        warnings = list(getattr(observer, "warnings", None) or [])
         if warnings:
             from hub.fhir.errors import Issue, operation_outcome
 
@@ -53,7 +53,6 @@ class Unit:
                 [Issue("warning", "business-rule", text) for text in warnings]
                 + [Issue("information", "informational", "stored")]
             )
-            warnings.clear()
         return result
 
 

@@ -50,6 +50,7 @@ SUPPORTED_TYPES: tuple[str, ...] = (
     "ValueSet",
     "ConceptMap",
     "StructureDefinition",
+    "OperationDefinition",
 )
 SUPPORTED = frozenset(SUPPORTED_TYPES)
 # Required value-set bindings the R4B models do not enforce (they type codes as plain strings).

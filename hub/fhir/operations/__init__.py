@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from hub.fhir.operations import everything, patient_index
+from hub.fhir.operations import everything, patient_index, recognize
 
 router = APIRouter(prefix="/fhir")
 router.include_router(patient_index.router)
 router.include_router(everything.router)
+router.include_router(recognize.router)

@@ -15,7 +15,11 @@ from hub.services.identity.model import is_master_id, patient_id
 
 
 def index_of(unit: Unit) -> PatientIndex:
+    from hub.services.observers import Observers
+
     observer = unit.writer.observer
+    if isinstance(observer, Observers):
+        return observer.get(PatientIndex)
     assert isinstance(observer, PatientIndex)
     return observer
 

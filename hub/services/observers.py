@@ -1,0 +1,57 @@
+"""The services that watch a unit of work's writes, behind the Writer's one observer slot."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection
+
+from hub.store.repository import WriteObserver, Writer
+
+T = TypeVar("T")
+
+
+class Observers:
+    """Dispatches each write to the services that watch its resource type."""
+
+    def __init__(self, services: list[WriteObserver]) -> None:
+        self.services = services
+        self.types = frozenset(t for s in services for t in s.types)
+
+    def get(self, kind: type[T]) -> T:
+        for service in self.services:
+            if isinstance(service, kind):
+                return service
+        raise LookupError(kind.__name__)
+
+    @property
+    def warnings(self) -> list[str]:
+        out: list[str] = []
+        for service in self.services:
+            found = getattr(service, "warnings", None)
+            if found:
+                out.extend(found)
+                found.clear()
+        return out
+
+    def before_write(self, writer: Writer, resource: dict[str, Any], res_id: str) -> dict[str, Any]:
+        for service in self.services:
+            if resource["resourceType"] in service.types:
+                resource = service.before_write(writer, resource, res_id)
+        return resource
+
+    def after_delete(self, writer: Writer, res_type: str, res_id: str) -> None:
+        for service in self.services:
+            if res_type in service.types:
+                service.after_delete(writer, res_type, res_id)
+
+    def before_flush(self, writer: Writer) -> None:
+        for service in self.services:
+            service.before_flush(writer)
+
+
+def observers(conn: Connection) -> Observers:
+    from hub.services.identity.linker import PatientIndex
+    from hub.services.recognition.marking import RecognitionMark
+
+    return Observers([PatientIndex(conn), RecognitionMark(conn)])

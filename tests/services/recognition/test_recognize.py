@@ -1,0 +1,215 @@
+"""$recognize at every boundary, through the FHIR API on the real store."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+import orjson
+from fastapi.testclient import TestClient
+
+from hub.services.recognition.catalogue import load_catalogue
+from tests.services.identity.test_patient_index import LI, mrn, patient, post
+
+FHIR = {"Content-Type": "application/fhir+json"}
+LOINC = "http://loinc.org"
+CBC, LIPIDS = "58410-2", "57698-3"
+CBC_DAYS = load_catalogue().item(CBC).validity_days  # type: ignore[union-attr]
+
+
+def report(
+    client: TestClient,
+    subject: str,
+    code: str,
+    when: str,
+    *,
+    lab: str = "XJYZX",
+    status: str = "final",
+) -> str:
+    body = {
+        "resourceType": "DiagnosticReport",
+        "status": status,
+        "code": {"coding": [{"system": LOINC, "code": code}]},
+        "subject": {"reference": f"Patient/{subject}"},
+        "effectiveDateTime": when,
+        "performer": [{"reference": f"Organization/{lab}"}],
+    }
+    return str(post(client, body)["id"])
+
+
+def ask(client: TestClient, *codes: dict[str, Any], at: str, **who: Any) -> list[dict[str, Any]]:
+    params: list[dict[str, Any]] = [{"name": "code", "valueCoding": c} for c in codes]
+    params.append({"name": "at", "valueDateTime": at})
+    if "patient" in who:
+        params.append({"name": "patient", "valueReference": {"reference": who["patient"]}})
+    if "identifier" in who:
+        params.append({"name": "patientIdentifier", "valueIdentifier": who["identifier"]})
+    res = client.post(
+        "/fhir/ServiceRequest/$recognize",
+        content=orjson.dumps({"resourceType": "Parameters", "parameter": params}),
+        headers=FHIR,
+    )
+    assert res.status_code == 200, res.text
+    return [_parts(p) for p in res.json()["parameter"] if p["name"] == "item"]
+
+
+def _parts(item: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"report": []}
+    for part in item["part"]:
+        value = next(v for k, v in part.items() if k.startswith("value"))
+        if part["name"] == "report":
+            out["report"].append(value["reference"].split("/")[1])
+        elif part["name"] == "reason":
+            out["reason"] = value["code"]
+        else:
+            out[part["name"]] = value
+    return out
+
+
+def loinc(code: str) -> dict[str, str]:
+    return {"system": LOINC, "code": code}
+
+
+def person(client: TestClient) -> tuple[str, str]:
+    zy = post(client, patient("XRMYY", "ZY0099123", "李娜", "1975-10-02", "female", resident=LI))
+    qs = post(client, patient("QSWSY", "QS-004512", "李娜", "1975-10-02", "female", resident=LI))
+    return zy["id"], qs["id"]
+
+
+def test_a_final_certified_result_is_recognised_across_the_persons_records(
+    client: TestClient,
+) -> None:
+    zy, qs = person(client)
+    older = report(client, zy, CBC, "2026-10-18T09:00:00+08:00")
+    newer = report(client, zy, CBC, "2026-10-20T09:00:00+08:00", lab="XRMYY")
+    # The township asks about its own record: the lead hospital's results count too.
+    [item] = ask(client, loinc(CBC), at="2026-10-21T10:00:00+08:00", patient=f"Patient/{qs}")
+    assert item["recognisable"] is True and item["reason"] == "recognised"
+    assert item["report"] == [newer, older]  # newest first
+    assert item["performer"]["reference"] == "Organization/XRMYY"
+    expected = date(2026, 10, 20) + timedelta(days=CBC_DAYS)
+    assert item["validUntil"] == f"{expected.isoformat()}T23:59:59.999+08:00"
+    by_number = ask(
+        client, loinc(CBC), at="2026-10-21T10:00:00+08:00",
+        identifier={"system": mrn("QSWSY"), "value": "QS-004512"},
+    )  # fmt: skip
+    assert by_number[0]["report"] == [newer, older]
+
+
+def test_validity_ends_with_the_last_day_in_the_community_time_zone(client: TestClient) -> None:
+    zy, _ = person(client)
+    report(client, zy, CBC, "2026-10-01T23:30:00+08:00")  # 15:30 UTC: still the 1st in +08:00
+    last = date(2026, 10, 1) + timedelta(days=CBC_DAYS)
+    [inside] = ask(client, loinc(CBC), at=f"{last}T23:59:59+08:00", patient=f"Patient/{zy}")
+    assert inside["recognisable"] is True
+    after = last + timedelta(days=1)
+    [outside] = ask(client, loinc(CBC), at=f"{after}T00:00:00+08:00", patient=f"Patient/{zy}")
+    assert outside["recognisable"] is False and outside["reason"] == "expired"
+
+
+def test_certification_is_judged_on_the_results_day(client: TestClient) -> None:
+    zy, _ = person(client)
+    report(client, zy, CBC, "2025-12-31T09:00:00+08:00", lab="QSWSY")  # before certification
+    [before] = ask(client, loinc(CBC), at="2026-01-02T09:00:00+08:00", patient=f"Patient/{zy}")
+    assert before["reason"] == "not-certified"
+    # Certified on the result's day, the certification ended before the order: still good.
+    late = report(client, zy, CBC, "2027-12-31T09:00:00+08:00")
+    [after] = ask(client, loinc(CBC), at="2028-01-02T09:00:00+08:00", patient=f"Patient/{zy}")
+    assert after["recognisable"] is True and after["report"] == [late]
+    # A township lab is certified for the blood count only.
+    report(client, zy, LIPIDS, "2026-10-20T09:00:00+08:00", lab="QSWSY")
+    [lipids] = ask(client, loinc(LIPIDS), at="2026-10-21T09:00:00+08:00", patient=f"Patient/{zy}")
+    assert lipids["reason"] == "not-certified"
+
+
+def test_corrected_preliminary_and_cancelled_reports_are_not_recognised(
+    client: TestClient,
+) -> None:
+    at = "2026-10-21T09:00:00+08:00"
+    for status, reason in (("corrected", "corrected"), ("preliminary", "not-final"),
+                           ("cancelled", "cancelled")):  # fmt: skip
+        record = post(client, patient("XRMYY", f"S-{status}", "钱多多", "1990-01-01", "male"))
+        report(client, record["id"], CBC, "2026-10-20T09:00:00+08:00", status=status)
+        [item] = ask(client, loinc(CBC), at=at, patient=f"Patient/{record['id']}")
+        assert (item["recognisable"], item["reason"]) == (False, reason)
+
+
+def test_local_codes_unknown_items_and_no_result(client: TestClient) -> None:
+    zy, _ = person(client)
+    cbc = report(client, zy, CBC, "2026-10-20T09:00:00+08:00")
+    local = {"system": "https://ygt.example.org/fhir/CodeSystem/local/QSWSY", "code": "XCG"}
+    unknown = {"system": "https://ygt.example.org/fhir/CodeSystem/local/QSWSY", "code": "NOPE"}
+    mapped, missing, none = ask(
+        client, local, unknown, loinc("4548-4"), at="2026-10-21T09:00:00+08:00",
+        patient=f"Patient/{zy}",
+    )  # fmt: skip
+    assert mapped["recognisable"] is True and mapped["report"] == [cbc]
+    assert missing["reason"] == "not-in-catalogue"
+    assert none["reason"] == "no-result"
+
+
+def test_a_result_under_a_probably_same_record_is_not_certain(client: TestClient) -> None:
+    home = {"phone": "13600004444", "address": "浙江省湖州市德清县洛舍镇东衡村5号"}
+    a = post(client, patient("XRMYY", "P1", "吴昊", "1970-07-07", "male", **home))
+    b = post(client, patient("QSWSY", "P2", "吴昊", "1970-07-07", "male", **home))
+    report(client, a["id"], CBC, "2026-10-20T09:00:00+08:00")
+    [item] = ask(client, loinc(CBC), at="2026-10-21T09:00:00+08:00", patient=f"Patient/{b['id']}")
+    assert item["recognisable"] is False and item["reason"] == "identity-uncertain"
+    [own] = ask(client, loinc(CBC), at="2026-10-21T09:00:00+08:00", patient=f"Patient/{a['id']}")
+    assert own["recognisable"] is True
+
+
+def test_bad_requests_get_an_operation_outcome(client: TestClient) -> None:
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "code", "valueCoding": loinc(CBC)}],
+    }
+    res = client.post("/fhir/ServiceRequest/$recognize", content=orjson.dumps(body), headers=FHIR)
+    assert res.status_code == 400 and res.json()["resourceType"] == "OperationOutcome"
+    res = client.post("/fhir/ServiceRequest/$recognize", content=b"{}", headers=FHIR)
+    assert res.status_code == 400
+
+
+def _marked(client: TestClient, report_id: str) -> bool:
+    tags = client.get(f"/fhir/DiagnosticReport/{report_id}").json().get("meta", {}).get("tag", [])
+    return any(t.get("code") == "HR" for t in tags)
+
+
+def test_recognisable_reports_carry_the_hr_mark(client: TestClient, engine: Any) -> None:
+    from hub.services.recognition.marking import remark
+
+    zy, _ = person(client)
+    good = report(client, zy, CBC, "2026-10-20T09:00:00+08:00")
+    early = report(client, zy, CBC, "2026-10-20T09:00:00+08:00", status="preliminary")
+    township = report(client, zy, LIPIDS, "2026-10-20T09:00:00+08:00", lab="QSWSY")
+    assert _marked(client, good) and not _marked(client, early) and not _marked(client, township)
+    found = client.get("/fhir/DiagnosticReport", params={"_tag": "HR"}).json()
+    assert {e["resource"]["id"] for e in found["entry"]} == {good}
+    # The preliminary report turns final: marked with the new version.
+    final = client.get(f"/fhir/DiagnosticReport/{early}").json()
+    final["status"] = "final"
+    res = client.put(f"/fhir/DiagnosticReport/{early}", content=orjson.dumps(final), headers=FHIR)
+    assert res.status_code == 200 and _marked(client, early)
+    # A client cannot mark a report the rules do not: the hub judges, not the sender.
+    forged = client.get(f"/fhir/DiagnosticReport/{township}").json()
+    forged["meta"]["tag"] = [{"system": "https://ygt.example.org/fhir/CodeSystem/recognition-mark",
+                              "code": "HR"}]  # fmt: skip
+    client.put(f"/fhir/DiagnosticReport/{township}", content=orjson.dumps(forged), headers=FHIR)
+    assert not _marked(client, township)
+    assert remark(engine) == 0  # nothing stored disagrees with the rules
+
+
+def test_the_operation_and_the_catalogue_are_published(client: TestClient, engine: Any) -> None:
+    from adapters.feeds.config import demo_community
+    from hub.feeds.bootstrap import load_community_resources
+
+    load_community_resources(engine, demo_community())
+    definition = client.get("/fhir/OperationDefinition/ServiceRequest-recognize").json()
+    assert definition["code"] == "recognize" and definition["resource"] == ["ServiceRequest"]
+    catalogue = client.get("/fhir/CodeSystem/recognition-catalogue").json()
+    assert len(catalogue["concept"]) >= 40
+    reasons = client.get("/fhir/CodeSystem/recognition-reason").json()
+    assert "expired" in {c["code"] for c in reasons["concept"]}
+    operations = client.get("/fhir/metadata").json()["rest"][0]["resource"]
+    [request] = [r for r in operations if r["type"] == "ServiceRequest"]
+    assert request["operation"][0]["definition"].endswith("ServiceRequest-recognize")
