@@ -23,6 +23,7 @@ from hub.fhir.operations import router as operations_router
 from hub.fhir.responses import error_response, fhir_response
 from hub.fhir.routes import router as fhir_router
 from hub.runtime import tune_gc
+from hub.services.context import set_community
 
 log = logging.getLogger("hub")
 
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.community = (
         load_community(settings.community) if settings.community else demo_community()
     )
+    set_community(app.state.community)  # for services inside any unit of work
     app.include_router(operations_router)  # before Type/id catches Type/$op
     app.include_router(fhir_router)
     app.include_router(feeds_router)

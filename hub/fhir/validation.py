@@ -51,6 +51,7 @@ SUPPORTED_TYPES: tuple[str, ...] = (
     "ConceptMap",
     "StructureDefinition",
     "OperationDefinition",
+    "DetectedIssue",
 )
 SUPPORTED = frozenset(SUPPORTED_TYPES)
 # Required value-set bindings the R4B models do not enforce (they type codes as plain strings).

@@ -421,6 +421,13 @@ entity reference entity.what
 location reference location [Location]
 signature-type token signature.type
 """,
+    "DetectedIssue": """
+patient reference patient [Patient]
+identified date identified[x]
+code token code
+implicated reference implicated
+identifier token identifier
+""",
     "AuditEvent": """
 action token action
 type token type

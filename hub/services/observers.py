@@ -52,6 +52,7 @@ class Observers:
 
 def observers(conn: Connection) -> Observers:
     from hub.services.identity.linker import PatientIndex
+    from hub.services.recognition.decisions import RecognitionDecisions
     from hub.services.recognition.marking import RecognitionMark
 
-    return Observers([PatientIndex(conn), RecognitionMark(conn)])
+    return Observers([PatientIndex(conn), RecognitionMark(conn), RecognitionDecisions(conn)])

@@ -325,3 +325,30 @@ mpi_merges = Table(
     Column("undone_at", BigInteger, nullable=True),
     Index("ix_mpi_merges_source", "source_id"),
 )
+
+# --- mutual recognition (hub.services.recognition) --------------------------------------------
+# Every item checked for a recognisable result (by $recognize, or after the fact for orders that
+# arrive by feed) and what became of it: the office's figures are counted from here.
+recognition_checks = Table(
+    "recognition_checks",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("checked_at", BigInteger, nullable=False),
+    Column("month", String(7), nullable=False),  # YYYY-MM in the community's time zone
+    Column("orderer", String(64), nullable=False),  # member code, '' if unknown
+    Column("patient_id", String(64), nullable=False),
+    Column("person_id", String(64), nullable=False),  # master id (the record's own if none)
+    Column("item", String(64), nullable=False),
+    Column("recognisable", Boolean, nullable=False),
+    Column("price", Float, nullable=False),
+    # none (nothing to recognise), pending, accepted, reordered
+    Column("decision", String(16), nullable=False),
+    Column("repeat_reason", String(32), nullable=True),
+    Column("issue_id", String(64), nullable=True),  # the DetectedIssue recording it
+    Column("request_id", String(64), nullable=True),  # the ServiceRequest ordered anyway
+    Column("source", String(16), nullable=False),  # operation | order
+    Column("emergency", Boolean, nullable=False),
+    Index("ix_recognition_month", "month", "orderer"),
+    Index("ix_recognition_person", "person_id", "item", "checked_at"),
+    Index("ix_recognition_issue", "issue_id"),
+)

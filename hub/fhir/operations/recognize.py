@@ -7,6 +7,7 @@ Parameters in (see profiles/recognition/OperationDefinition-recognize.json): ``p
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -18,14 +19,17 @@ from hub.fhir.errors import BadRequest
 from hub.fhir.interactions import Unit
 from hub.fhir.operations.parameters import parameters, value, values
 from hub.fhir.responses import fhir_response
-from hub.fhir.routes import engine_of, read_body, run_read
+from hub.fhir.routes import engine_of, read_body, run_read, run_write
 from hub.search.values import DateFormatError, date_range, from_micros
 from hub.services.identity import lookup
 from hub.services.identity.model import patient_id
 from hub.services.recognition.catalogue import load_catalogue
+from hub.services.recognition.decisions import REPEAT_REASON, record_checks
+from hub.services.recognition.figures import Figures, monthly, total
 from hub.services.recognition.recognize import Answer, reason_coding, recognise
 
 router = APIRouter()
+MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
 def _at(raw: Any, community: Any) -> datetime:
@@ -41,7 +45,7 @@ def _instant(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds")
 
 
-def _item(answer: Answer) -> dict[str, Any]:
+def _item(answer: Answer, issue: str | None) -> dict[str, Any]:
     parts: list[dict[str, Any]] = [
         {"name": "code", "valueCoding": answer.coding},
         {"name": "recognisable", "valueBoolean": answer.recognisable},
@@ -67,6 +71,9 @@ def _item(answer: Answer) -> dict[str, Any]:
             if o
         ]
     parts.append({"name": "reason", "valueCoding": reason_coding(answer.reason)})
+    if issue:
+        # Where the decision goes: the orderer updates this DetectedIssue (see README).
+        parts.append({"name": "issue", "valueReference": {"reference": f"DetectedIssue/{issue}"}})
     return {"name": "item", "part": parts}
 
 
@@ -82,6 +89,9 @@ async def recognize(request: Request) -> Response:
     if reference is None and not isinstance(identifier, dict):
         raise BadRequest("give 'patient' (a Reference) or 'patientIdentifier'", code="required")
     at = _at(value(params, "at"), community)
+    orderer = value(params, "orderer")
+    orderer_ref = orderer.get("reference") if isinstance(orderer, dict) else None
+    emergency = value(params, "emergency") is True
 
     def run(unit: Unit) -> dict[str, Any]:
         certain = True
@@ -105,11 +115,58 @@ async def recognize(request: Request) -> Response:
             community=community,
             identity_certain=certain,
         )
+        issues: list[str | None] = [None] * len(answers)
+        if ids:
+            issues = record_checks(
+                unit.writer, answers, patient=ids[0], orderer=orderer_ref, at=at,
+                emergency=emergency,
+            )  # fmt: skip
         return {
             "resourceType": "Parameters",
             "parameter": [
                 {"name": "at", "valueDateTime": _instant(at)},
-                *(_item(a) for a in answers),
+                *(_item(a, i) for a, i in zip(answers, issues, strict=True)),
+            ],
+        }
+
+    return fhir_response(200, await run_in_threadpool(run_write, engine_of(request), run))
+
+
+def _figures(name: str, f: Figures) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = [
+        {"name": "member", "valueString": f.member},
+        {"name": "checked", "valueInteger": f.checked},
+        {"name": "recognisable", "valueInteger": f.recognisable},
+        {"name": "accepted", "valueInteger": f.accepted},
+        {"name": "reordered", "valueInteger": f.reordered},
+        {"name": "pending", "valueInteger": f.pending},
+        {"name": "recognitionRate", "valueDecimal": round(f.rate, 4)},
+        {"name": "savedYuan", "valueDecimal": round(f.saved_yuan, 2)},
+    ]
+    parts += [
+        {"name": "repeated", "part": [
+            {"name": "reason", "valueCoding": {"system": REPEAT_REASON, "code": reason}},
+            {"name": "count", "valueInteger": n}]}
+        for reason, n in sorted(f.repeated_by_reason.items())
+    ]  # fmt: skip
+    return {"name": name, "part": parts}
+
+
+@router.get("/$recognition-report")
+async def recognition_report(request: Request) -> Response:
+    month = request.query_params.get("month", "")
+    if not MONTH.match(month):
+        raise BadRequest("month=YYYY-MM is required", code="required")
+    member = request.query_params.get("member")
+
+    def run(unit: Unit) -> dict[str, Any]:
+        found = monthly(unit.conn, month, member)
+        return {
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": "month", "valueString": month},
+                *(_figures("group", f) for f in found),
+                _figures("total", total(found)),
             ],
         }
 

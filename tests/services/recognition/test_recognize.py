@@ -213,3 +213,91 @@ def test_the_operation_and_the_catalogue_are_published(client: TestClient, engin
     operations = client.get("/fhir/metadata").json()["rest"][0]["resource"]
     [request] = [r for r in operations if r["type"] == "ServiceRequest"]
     assert request["operation"][0]["definition"].endswith("ServiceRequest-recognize")
+
+
+def _check(client: TestClient, subject: str, orderer: str, at: str) -> dict[str, Any]:
+    params = [
+        {"name": "patient", "valueReference": {"reference": f"Patient/{subject}"}},
+        {"name": "code", "valueCoding": loinc(CBC)},
+        {"name": "orderer", "valueReference": {"reference": f"Organization/{orderer}"}},
+        {"name": "at", "valueDateTime": at},
+    ]
+    res = client.post(
+        "/fhir/ServiceRequest/$recognize",
+        content=orjson.dumps({"resourceType": "Parameters", "parameter": params}),
+        headers=FHIR,
+    )
+    assert res.status_code == 200, res.text
+    return _parts(next(p for p in res.json()["parameter"] if p["name"] == "item"))
+
+
+def _decide(client: TestClient, issue_ref: str, decision: str, reason: str | None = None) -> None:
+    issue = client.get(f"/fhir/{issue_ref}").json()
+    assert issue["status"] == "preliminary" and issue["implicated"]
+    codings = [{"system": "https://ygt.example.org/fhir/CodeSystem/recognition-decision",
+                "code": decision}]  # fmt: skip
+    if reason:
+        codings.append({"system": "https://ygt.example.org/fhir/CodeSystem/repeat-reason",
+                        "code": reason})  # fmt: skip
+    issue["status"] = "final"
+    issue["mitigation"] = [{"action": {"coding": codings}, "date": "2026-10-21T10:05:00+08:00"}]
+    res = client.put(f"/fhir/{issue_ref}", content=orjson.dumps(issue), headers=FHIR)
+    assert res.status_code == 200, res.text
+
+
+def _order(client: TestClient, subject: str, orderer: str, when: str, **more: Any) -> None:
+    post(client, {
+        "resourceType": "ServiceRequest", "status": "active", "intent": "order",
+        "code": {"coding": [loinc(CBC)]}, "subject": {"reference": f"Patient/{subject}"},
+        "requester": {"reference": f"Organization/{orderer}"}, "authoredOn": when, **more,
+    })  # fmt: skip
+
+
+def _report_for(client: TestClient, month: str, **params: str) -> dict[str, Any]:
+    res = client.get("/fhir/$recognition-report", params={"month": month, **params})
+    assert res.status_code == 200, res.text
+    out: dict[str, Any] = {}
+    for group in res.json()["parameter"][1:]:
+        parts = {p["name"]: p for p in group["part"]}
+        key = parts["member"]["valueString"]
+        out[key] = {n: next(v for k, v in p.items() if k.startswith("value"))
+                    for n, p in parts.items() if n not in ("member", "repeated")}  # fmt: skip
+        out[key]["repeated"] = {
+            r["part"][0]["valueCoding"]["code"]: r["part"][1]["valueInteger"]
+            for r in group["part"] if r["name"] == "repeated"
+        }  # fmt: skip
+    return out
+
+
+def test_decisions_and_orders_after_the_fact_make_the_monthly_figures(client: TestClient) -> None:
+    zy, qs = person(client)
+    report(client, zy, CBC, "2026-10-20T09:00:00+08:00")
+    price = float(load_catalogue().item(CBC).price_yuan)  # type: ignore[union-attr]
+    accepted = _check(client, qs, "QSWSY", "2026-10-21T10:00:00+08:00")
+    _decide(client, accepted["issue"]["reference"], "accepted")
+    repeated = _check(client, qs, "QSWSY", "2026-10-21T11:00:00+08:00")
+    _decide(client, repeated["issue"]["reference"], "reordered", "condition-changed")
+    # Asked, then ordered anyway through the FHIR API with a reason: the same check, decided.
+    _check(client, zy, "XRMYY", "2026-10-22T09:00:00+08:00")
+    _order(client, zy, "XRMYY", "2026-10-22T09:05:00+08:00",
+           reasonCode=[{"coding": [{"system": "https://ygt.example.org/fhir/CodeSystem/repeat-reason",
+                                    "code": "emergency"}]}])  # fmt: skip
+    # Never asked: an order from a township HIS is checked after the fact.
+    _order(client, qs, "HXWSY", "2026-10-23T08:00:00+08:00")
+    other = post(client, patient("HXWSY", "H1", "冯宝", "1950-02-02", "male"))
+    _order(client, other["id"], "HXWSY", "2026-10-23T08:10:00+08:00")  # nothing to recognise
+
+    figures = _report_for(client, "2026-10")
+    assert figures["QSWSY"]["checked"] == 2 and figures["QSWSY"]["accepted"] == 1
+    assert figures["QSWSY"]["savedYuan"] == price
+    assert figures["QSWSY"]["repeated"] == {"condition-changed": 1}
+    assert figures["XRMYY"]["checked"] == 1 and figures["XRMYY"]["repeated"] == {"emergency": 1}
+    assert figures["HXWSY"]["checked"] == 2 and figures["HXWSY"]["recognisable"] == 1
+    assert figures["HXWSY"]["repeated"] == {"unspecified": 1}
+    assert figures["*"]["checked"] == 5 and figures["*"]["accepted"] == 1
+    assert figures["*"]["reordered"] == 3 and figures["*"]["recognitionRate"] == 0.25
+    assert list(_report_for(client, "2026-10", member="QSWSY")) == ["QSWSY", "*"]
+    assert _report_for(client, "2026-09") == {"*": {**figures["*"], **{
+        "checked": 0, "recognisable": 0, "accepted": 0, "reordered": 0, "pending": 0,
+        "recognitionRate": 0, "savedYuan": 0, "repeated": {}}}}  # fmt: skip
+    assert client.get("/fhir/$recognition-report").status_code == 400
