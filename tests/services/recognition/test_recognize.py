@@ -301,3 +301,38 @@ def test_decisions_and_orders_after_the_fact_make_the_monthly_figures(client: Te
         "checked": 0, "recognisable": 0, "accepted": 0, "reordered": 0, "pending": 0,
         "recognitionRate": 0, "savedYuan": 0, "repeated": {}}}}  # fmt: skip
     assert client.get("/fhir/$recognition-report").status_code == 400
+
+
+def test_cds_hooks_cards_suggest_dropping_a_repeat(client: TestClient) -> None:
+    zy, qs = person(client)
+    newest = report(client, zy, CBC, datetime_now_minus(days=1))
+    services = client.get("/cds-services").json()["services"]
+    assert {s["hook"] for s in services} == {"order-select", "order-sign"}
+    drafts = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "ServiceRequest", "id": "draft-1", "status": "draft",
+                      "intent": "order", "code": {"coding": [loinc(CBC)]}}},
+        {"resource": {"resourceType": "ServiceRequest", "id": "draft-2", "status": "draft",
+                      "intent": "order", "code": {"coding": [loinc(LIPIDS)]}}},
+    ]}  # fmt: skip
+    for service in ("recognition-order-select", "recognition-order-sign"):
+        hook = "order-select" if service.endswith("select") else "order-sign"
+        call = {"hook": hook, "hookInstance": "6f5c-1", "context": {
+            "userId": "Practitioner/1", "patientId": qs, "draftOrders": drafts}}  # fmt: skip
+        res = client.post(f"/cds-services/{service}", json=call)
+        assert res.status_code == 200, res.text
+        [card] = res.json()["cards"]  # lipids: nothing to recognise
+        assert card["indicator"] == "warning" and "血常规" in card["summary"]
+        [action] = card["suggestions"][0]["actions"]
+        assert action == {"type": "delete", "description": "drop the order",
+                          "resourceId": ["ServiceRequest/draft-1"]}  # fmt: skip
+    assert newest
+    bad = client.post("/cds-services/recognition-order-select", json={"context": {}})
+    assert bad.status_code == 400
+    assert client.post("/cds-services/nope", json={}).status_code == 404
+
+
+def datetime_now_minus(days: int) -> str:
+    from datetime import datetime, timezone
+
+    moment = datetime.now(timezone(timedelta(hours=8))) - timedelta(days=days)
+    return moment.isoformat(timespec="seconds")
