@@ -87,14 +87,18 @@ def serve(
 def _load_profiles(settings: Any) -> None:
     """The community's Organizations, NamingSystems and code maps, written when they changed."""
     from hub.feeds.bootstrap import load_community_resources
+    from hub.services.recognition.marking import remark_if_changed
 
     engine, community = _engine_and_community(settings)
     try:
         written = load_community_resources(engine, community)
+        remarked = remark_if_changed(engine)
     finally:
         engine.dispose()
     if written:
         console.print(f"[green]hub[/] loaded {written} community resources from profiles/")
+    if remarked:
+        console.print(f"[green]hub[/] certifications changed: {remarked} reports re-marked (HR)")
 
 
 def _feed_service(settings: Any) -> Any:

@@ -116,3 +116,47 @@ def remark(engine: Engine, progress: Callable[[int], None] | None = None) -> int
             after = rows[-1].rid
         if progress:
             progress(len(rows))
+
+
+_STATE_KEY = "recognition:certifications"
+
+
+def certifications_digest(catalogue: Catalogue) -> str:
+    import hashlib
+
+    text = repr(
+        sorted(
+            (c.member, sorted(c.codes), c.start.isoformat(), c.end.isoformat())
+            for c in catalogue.certifications
+        )
+    ) + repr(sorted(i.code for i in catalogue.items))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def remark_if_changed(engine: Engine) -> int | None:
+    """Re-judge stored reports when the certifications changed since the last start (their
+    digest is kept beside the feeds' high-water marks); None when nothing changed."""
+    from sqlalchemy import insert, update
+
+    from hub.store.repository import now_micros
+    from hub.store.schema import sql_watermarks
+
+    digest = certifications_digest(load_catalogue())
+    with engine.connect() as conn:
+        stored = conn.execute(
+            select(sql_watermarks.c.last_key).where(sql_watermarks.c.feed_id == _STATE_KEY)
+        ).scalar()
+    if stored == digest:
+        return None
+    changed = remark(engine)
+    with engine.begin() as conn:
+        values = {"last_key": digest, "updated_at": now_micros()}
+        if stored is None:
+            conn.execute(insert(sql_watermarks).values(feed_id=_STATE_KEY, **values))
+        else:
+            conn.execute(
+                update(sql_watermarks)
+                .where(sql_watermarks.c.feed_id == _STATE_KEY)
+                .values(**values)
+            )
+    return changed

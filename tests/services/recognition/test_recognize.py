@@ -197,6 +197,10 @@ def test_recognisable_reports_carry_the_hr_mark(client: TestClient, engine: Any)
     client.put(f"/fhir/DiagnosticReport/{township}", content=orjson.dumps(forged), headers=FHIR)
     assert not _marked(client, township)
     assert remark(engine) == 0  # nothing stored disagrees with the rules
+    from hub.services.recognition.marking import remark_if_changed
+
+    assert remark_if_changed(engine) == 0  # first start: judged once, digest kept
+    assert remark_if_changed(engine) is None  # unchanged certifications: not again
 
 
 def test_the_operation_and_the_catalogue_are_published(client: TestClient, engine: Any) -> None:
