@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import quote
 
 
-def _profiles_dir() -> Path:
+def profiles_dir() -> Path:
     """$HUB_PROFILES when set; else profiles/ beside the source (a checkout, an editable
     install); else ./profiles (an installed package run from /app, as in the image)."""
     if configured := os.environ.get("HUB_PROFILES"):
@@ -31,7 +31,7 @@ def _profiles_dir() -> Path:
     return beside if beside.is_dir() else Path.cwd() / "profiles"
 
 
-PROFILES = _profiles_dir()
+PROFILES = profiles_dir()
 DEFAULT_COMMUNITY = PROFILES / "community" / "community.json"
 _NOT_ID = re.compile(r"[^A-Za-z0-9.\-]")
 IDENTIFIER_KINDS = (

@@ -45,7 +45,8 @@ class Unit:
     def warned(self, result: Result) -> Result:
         """Attach what the services warned about while writing (an invalid resident ID)."""
         observer = self.writer.observer
-        warnings = list(getattr(observer, "warnings", None) or [])
+        take = getattr(observer, "take_warnings", None)
+        warnings = take() if take else []
         if warnings:
             from hub.fhir.errors import Issue, operation_outcome
 

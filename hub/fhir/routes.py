@@ -302,18 +302,23 @@ async def vread(request: Request, res_type: str, res_id: str, version: str) -> R
 # --- history ---------------------------------------------------------------------------------
 
 
+def parse_since(raw: str | None) -> int | None:
+    """``_since`` (history, $everything) as µs since the epoch; None when not given."""
+    if not raw:
+        return None
+    try:
+        return date_range(raw)[0]
+    except DateFormatError as exc:
+        raise BadRequest(f"_since: {exc}", code="value") from exc
+
+
 def _history_args(request: Request) -> tuple[int | None, int, tuple[int, int, int] | None]:
     params = request.query_params
     known = {"_since", "_count", "_before_key", "_format", "_pretty", "_at"}
     unknown = [k for k in params if k not in known]
     if unknown and prefer_value(request.headers.get("prefer"), "handling") != "lenient":
         raise BadRequest(f"unknown history parameter {unknown[0]!r}", code="not-supported")
-    since = None
-    if params.get("_since"):
-        try:
-            since = date_range(params["_since"])[0]
-        except DateFormatError as exc:
-            raise BadRequest(f"_since: {exc}", code="value") from exc
+    since = parse_since(params.get("_since"))
     settings = request.app.state.settings
     count = settings.default_page_size
     if params.get("_count"):

@@ -24,8 +24,8 @@ class Observers:
                 return service
         raise LookupError(kind.__name__)
 
-    @property
-    def warnings(self) -> list[str]:
+    def take_warnings(self) -> list[str]:
+        """What the services warned about since last asked (an invalid resident ID)."""
         out: list[str] = []
         for service in self.services:
             found = getattr(service, "warnings", None)

@@ -19,10 +19,9 @@ from hub.fhir.bundles import page_url
 from hub.fhir.errors import BadRequest, NotFound
 from hub.fhir.interactions import Unit
 from hub.fhir.responses import fhir_response
-from hub.fhir.routes import base_url, engine_of, run_read
+from hub.fhir.routes import base_url, engine_of, parse_since, run_read
 from hub.fhir.validation import SUPPORTED
 from hub.search.sql import Sql, execute
-from hub.search.values import DateFormatError, date_range
 from hub.services.identity import lookup
 from hub.store import repository as repo
 
@@ -91,12 +90,7 @@ async def everything(request: Request, res_id: str) -> Response:
     q = request.query_params
     count = _count(q.get("_count"))
     types = _types(q.getlist("_type"))
-    since = None
-    if q.get("_since"):
-        try:
-            since = date_range(q["_since"])[0]
-        except DateFormatError as exc:
-            raise BadRequest(f"_since: {exc}", code="value") from exc
+    since = parse_since(q.get("_since"))
     cursor = q.get("_cursor", "0")
     if not cursor.isdigit():
         raise BadRequest("_cursor is not one this server made", code="value")

@@ -131,29 +131,23 @@ async def merge(request: Request) -> Response:
         source = ops.patient_param(unit, params, "source-patient")
         target = ops.patient_param(unit, params, "target-patient")
         assert source is not None and target is not None
-        index = ops.index_of(unit)
-        moving = merging._referring(unit.conn, source)
         if preview:
             outcome = info_outcome(
                 f"preview: Patient/{source} would be merged into Patient/{target}; "
-                f"{len(moving)} resources would move"
+                f"{len(merging.referring(unit.conn, source))} resources would move"
             )
             return result(("outcome", "resource", outcome))
-        merging.merge(index, unit.writer, source, target)
-        unit.writer.flush()
-        row = unit.conn.execute(
-            merging.select(merging.mpi_merges.c.audit_event)
-            .where(merging.mpi_merges.c.source_id == source)
-            .order_by(merging.mpi_merges.c.id.desc())
-        ).first()
+        merging.merge(ops.index_of(unit), unit.writer, source, target)
+        unit.writer.flush()  # the merge itself runs as the unit flushes (see the linker)
+        audit_id, moved = merging.last_merge(unit.conn, source)
         outcome = info_outcome(
-            f"Patient/{source} merged into Patient/{target}; {len(moving)} resources moved"
+            f"Patient/{source} merged into Patient/{target}; {moved} resources moved"
         )
         survivor = lookup.contents(unit.conn, [target]).get(target)
         return result(
             ("outcome", "resource", outcome),
             ("result", "resource", survivor),
-            ops.audit_part(row.audit_event) if row else ("audit-event", "valueReference", None),
+            ops.audit_part(audit_id),
         )
 
     return fhir_response(200, await run_in_threadpool(run_write, engine_of(request), run))

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from hub.fhir.errors import Unprocessable
 from hub.services.identity import index_store as store
+from hub.services.identity import lookup
 from hub.services.identity.features import Features, features
 from hub.services.identity.master import build_master, retired_master
 from hub.services.identity.model import (
@@ -33,9 +34,6 @@ from hub.services.identity.rules import MatchRules, load_rules
 from hub.services.identity.scoring import NEAR_NAME_MAX, Match, decision, score
 from hub.store.locks import lock_keys
 from hub.store.repository import Writer, read_current
-from hub.store.schema import resources
-
-REVIEW_CODE = "review-link"
 
 
 def own_links(resource: dict[str, Any]) -> list[dict[str, Any]]:
@@ -180,7 +178,7 @@ class PatientIndex:
             raise Unprocessable(f"Patient/{res_id} cannot be replaced by itself", code="invalid")
 
         if survivor is not None:
-            target = self._ensure_indexed(survivor)
+            target = self.ensure_indexed(survivor)
             master, method, match_score, active = target.master_id, "merge", None, False
             if row is None or row.replaced_by != survivor:
                 self.merges.append((res_id, survivor))
@@ -289,7 +287,7 @@ class PatientIndex:
         self.retired[old_master] = new_master
         self.dirty.add(new_master)
 
-    def _ensure_indexed(self, res_id: str) -> store.IndexRow:
+    def ensure_indexed(self, res_id: str) -> store.IndexRow:
         row = store.load(self.conn, res_id)
         if row is not None:
             return row
@@ -354,7 +352,7 @@ class PatientIndex:
         if not dirty:
             return
         rows = store.records_of(self.conn, dirty)
-        contents = self._contents([r.patient_id for r in rows])
+        contents = self.contents([r.patient_id for r in rows])
         by_master: dict[str, list[store.IndexRow]] = {}
         for row in rows:
             by_master.setdefault(row.master_id, []).append(row)
@@ -372,17 +370,10 @@ class PatientIndex:
             records = [(r.patient_id, contents.get(r.patient_id, {}), r.active) for r in ordered]
             self._put(writer, build_master(master, records, key_systems(self.rules)), master)
 
-    def _contents(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+    def contents(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Patient JSON by id: as written in this unit, else as stored."""
         out = {i: self.written[i] for i in ids if i in self.written}
-        missing = [i for i in ids if i not in out]
-        if missing:
-            for res_id, content in self.conn.execute(
-                select(resources.c.res_id, resources.c.content).where(
-                    resources.c.res_type == "Patient", resources.c.res_id.in_(missing)
-                )
-            ):
-                if content:
-                    out[res_id] = orjson.loads(content)
+        out.update(lookup.contents(self.conn, [i for i in ids if i not in out]))
         return out
 
     def _put(self, writer: Writer, resource: dict[str, Any], res_id: str) -> None:
@@ -404,7 +395,7 @@ class PatientIndex:
         row = store.load(self.conn, res_id)
         if row is None:
             return
-        resource = self._contents([res_id]).get(res_id)
+        resource = self.contents([res_id]).get(res_id)
         if resource is None:
             return
         links = own_links(resource)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from jsonpointer import resolve_pointer
 from sqlalchemy import Connection, insert, select, update
 
 from hub.fhir.errors import NotFound, Unprocessable
@@ -29,7 +30,7 @@ def _subtype(code: str, display: str) -> dict[str, str]:
     return {"system": PATIENT_INDEX, "code": code, "display": display}
 
 
-def _referring(conn: Connection, patient: str) -> list[tuple[str, str]]:
+def referring(conn: Connection, patient: str) -> list[tuple[str, str]]:
     rows = conn.execute(
         select(resources.c.res_type, resources.c.res_id)
         .join(idx_reference, idx_reference.c.rid == resources.c.rid)
@@ -89,7 +90,7 @@ def _move(
 
 def apply_merge(index: PatientIndex, writer: Writer, source: str, target: str) -> None:
     """Move what referred to ``source`` onto ``target``; record and audit the merge."""
-    moved = _move(writer, _referring(writer.conn, source), source, target)
+    moved = _move(writer, referring(writer.conn, source), source, target)
     _mark_replaces(index, writer, target, source, add=True)
     event = audit_event(
         subtype=_subtype("merge", "合并患者记录 merge"),
@@ -112,7 +113,7 @@ def apply_merge(index: PatientIndex, writer: Writer, source: str, target: str) -
 def _mark_replaces(
     index: PatientIndex, writer: Writer, target: str, source: str, add: bool
 ) -> None:
-    resource = index._contents([target]).get(target)
+    resource = index.contents([target]).get(target)
     if resource is None:
         return
     links = [
@@ -133,10 +134,10 @@ def merge(index: PatientIndex, writer: Writer, source: str, target: str) -> None
     """$merge: retire ``source`` in favour of ``target`` (both member records)."""
     if source == target:
         raise Unprocessable("a record cannot be merged into itself", code="invalid")
-    resource = index._contents([source]).get(source)
+    resource = index.contents([source]).get(source)
     if resource is None:
         raise NotFound(f"Patient/{source} is not known")
-    if index._contents([target]).get(target) is None:
+    if index.contents([target]).get(target) is None:
         raise NotFound(f"Patient/{target} is not known")
     links = [link for link in resource.get("link") or [] if link.get("type") != "replaced-by"]
     links.insert(0, {"other": ref(target), "type": "replaced-by"})
@@ -159,7 +160,7 @@ def undo_merge(index: PatientIndex, writer: Writer, audit_id: str) -> dict[str, 
         content = orjson.loads(current.content)
         changed = False
         for path in paths:
-            node = _at(content, path)
+            node = resolve_pointer(content, path, None)
             if isinstance(node, dict) and patient_id(node) == target:
                 node["reference"] = f"Patient/{source}"
                 changed = True
@@ -167,7 +168,7 @@ def undo_merge(index: PatientIndex, writer: Writer, audit_id: str) -> dict[str, 
             write_resource(writer, content, res_id, observe=False)
             back += 1
     store.set_master(conn, source, new_master_id(), "self", replaced_by=None, active=True)
-    resource = index._contents([source]).get(source) or {}
+    resource = index.contents([source]).get(source) or {}
     links = [link for link in resource.get("link") or [] if link.get("type") != "replaced-by"]
     write_resource(writer, {**resource, "active": True, "link": links}, source, observe=True)
     _mark_replaces(index, writer, target, source, add=False)
@@ -187,19 +188,16 @@ def undo_merge(index: PatientIndex, writer: Writer, audit_id: str) -> dict[str, 
     return {"audit": stored.res_id, "source": source, "target": target, "moved_back": back}
 
 
-def _at(document: Any, pointer: str) -> Any:
-    node = document
-    for part in pointer.split("/")[1:]:
-        if isinstance(node, list):
-            index = int(part)
-            if index >= len(node):
-                return None
-            node = node[index]
-        elif isinstance(node, dict):
-            node = node.get(part)
-        else:
-            return None
-    return node
+def last_merge(conn: Connection, source: str) -> tuple[str, int]:
+    """The AuditEvent id of the latest merge of ``source`` and how many resources it moved."""
+    row = conn.execute(
+        select(mpi_merges.c.audit_event, mpi_merges.c.moved)
+        .where(mpi_merges.c.source_id == source)
+        .order_by(mpi_merges.c.id.desc())
+    ).first()
+    if row is None:
+        raise NotFound(f"Patient/{source} has not been merged")
+    return row.audit_event, len(orjson.loads(row.moved))
 
 
 def unlink(index: PatientIndex, writer: Writer, record: str, other: str | None) -> dict[str, Any]:
@@ -207,13 +205,13 @@ def unlink(index: PatientIndex, writer: Writer, record: str, other: str | None) 
     linked to now).  It moves to a person of its own and is never linked to them again
     automatically."""
     conn = writer.conn
-    row = index._ensure_indexed(record)
+    row = index.ensure_indexed(record)
     mates = [
         r.patient_id for r in store.records_of(conn, [row.master_id]) if r.patient_id != record
     ]
     apart = [other] if other else mates
     if other is not None:
-        index._ensure_indexed(other)
+        index.ensure_indexed(other)
     store.add_distinct(conn, [(record, o) for o in apart], "unlink")
     if mates and (other is None or other in mates):
         new = new_master_id()
@@ -234,8 +232,8 @@ def link(index: PatientIndex, writer: Writer, record: str, other: str) -> dict[s
     conn = writer.conn
     if record == other:
         raise Unprocessable("a record is always linked to itself", code="invalid")
-    row = index._ensure_indexed(record)
-    target = index._ensure_indexed(other)
+    row = index.ensure_indexed(record)
+    target = index.ensure_indexed(other)
     store.remove_distinct(conn, [(record, other)])
     if row.master_id != target.master_id:
         store.set_master(conn, record, target.master_id, "manual")

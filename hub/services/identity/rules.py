@@ -9,28 +9,20 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
+
+from adapters.feeds.config import profiles_dir
 
 KEY_KINDS = ("resident-id", "ehealth-card", "insurance-card", "passport")
 CHECKS = {"resident-id": ("gb11643",)}
 FIELDS = ("name", "birthDate", "gender", "phone", "address")
 
 
-def _profiles_dir() -> Path:
-    """As adapters/feeds/config.py: $HUB_PROFILES; else profiles/ beside the source; else
-    ./profiles (an installed package run from /app)."""
-    if configured := os.environ.get("HUB_PROFILES"):
-        return Path(configured)
-    beside = Path(__file__).resolve().parents[3] / "profiles"
-    return beside if beside.is_dir() else Path.cwd() / "profiles"
-
-
 def default_rules_path() -> Path:
-    return _profiles_dir() / "identity" / "matching.json"
+    return profiles_dir() / "identity" / "matching.json"
 
 
 @dataclass(frozen=True)

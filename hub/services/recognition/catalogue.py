@@ -11,7 +11,6 @@ naming what is wrong.  Pure loading: no database.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,6 +19,8 @@ from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from adapters.feeds.config import profiles_dir as default_profiles_dir
 
 KINDS = ("lab", "imaging", "ecg")
 ALL_OF_KIND = {f"all-{kind}": kind for kind in KINDS}  # all-lab, all-imaging, all-ecg
@@ -33,15 +34,6 @@ PROPERTIES = {
 }
 NO_SPECIMEN = "none"
 _LOINC = re.compile(r"^(\d{1,7})-(\d)$")
-
-
-def _profiles_dir() -> Path:
-    """As adapters/feeds/config.py: $HUB_PROFILES; else profiles/ beside the source; else
-    ./profiles (an installed package run from /app)."""
-    if configured := os.environ.get("HUB_PROFILES"):
-        return Path(configured)
-    beside = Path(__file__).resolve().parents[3] / "profiles"
-    return beside if beside.is_dir() else Path.cwd() / "profiles"
 
 
 def loinc_check_digit(number: str) -> int:
@@ -329,4 +321,4 @@ def _load(profiles: Path) -> Catalogue:
 def load_catalogue(profiles_dir: Path | None = None) -> Catalogue:
     """The catalogue and certifications under ``profiles_dir`` (default: the profiles/ that
     adapters/feeds/config.py uses), read and checked once per directory."""
-    return _load(Path(profiles_dir or _profiles_dir()).resolve())
+    return _load(Path(profiles_dir or default_profiles_dir()).resolve())

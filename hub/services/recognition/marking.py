@@ -17,7 +17,7 @@ import orjson
 from sqlalchemy import Connection, Engine, select
 
 from hub.services.recognition.catalogue import Catalogue, load_catalogue
-from hub.services.recognition.recognize import CATALOGUE, LOINC, effective_day
+from hub.services.recognition.recognize import effective_day, standard_codes
 from hub.store.repository import Writer
 from hub.store.schema import resources
 
@@ -32,11 +32,7 @@ def deserves_mark(report: dict[str, Any], catalogue: Catalogue, tz: timezone = T
     day = effective_day(report, tz)
     if day is None:
         return False
-    codes = {
-        c.get("code")
-        for c in (report.get("code") or {}).get("coding") or []
-        if c.get("system") in (LOINC, CATALOGUE)
-    }
+    codes = standard_codes(report)
     labs = {
         ref.split("/", 1)[1]
         for p in report.get("performer") or []

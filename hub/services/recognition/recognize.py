@@ -139,7 +139,8 @@ def _reports(conn: Connection, records: list[str], codes: list[str]) -> list[tup
     return [(res_id, orjson.loads(content)) for res_id, content in execute(conn, query)]
 
 
-def _codes_of(report: dict[str, Any]) -> set[str]:
+def standard_codes(report: dict[str, Any]) -> set[str]:
+    """The report's LOINC and catalogue codes."""
     return {
         c.get("code")
         for c in (report.get("code") or {}).get("coding") or []
@@ -170,7 +171,7 @@ def recognise(
         answer = Answer(coding, item, False)
         problems: set[str] = set()
         for report_id, report in found:
-            if item.code not in _codes_of(report):
+            if item.code not in standard_codes(report):
                 continue
             subject = ((report.get("subject") or {}).get("reference") or "").split("/")[-1]
             status = report.get("status")
