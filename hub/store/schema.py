@@ -352,3 +352,100 @@ recognition_checks = Table(
     Index("ix_recognition_person", "person_id", "item", "checked_at"),
     Index("ix_recognition_issue", "issue_id"),
 )
+
+# --- monthly inpatient feedback (hub.services.feedback) ---------------------------------------
+# One row per inpatient stay the feedback has seen: where its document went and a digest of
+# what the document says, so a rerun with unchanged data writes nothing.
+feedback_documents = Table(
+    "feedback_documents",
+    metadata,
+    Column("encounter_id", String(64), primary_key=True),
+    Column("month", String(7), nullable=False),  # YYYY-MM of the discharge, community time
+    Column("patient_id", String(64), nullable=False),
+    Column("addressee", String(64), nullable=True),  # Organization id; NULL: none found
+    Column("addressed_by", String(32), nullable=False),  # general-practitioner, ... , none
+    Column("composition_id", String(64), nullable=False),
+    Column("version", Integer, nullable=False),  # 1 = final; > 1 = amended
+    Column("digest", String(64), nullable=False),
+    Column("discharged_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Index("ix_feedback_month", "month", "addressee"),
+)
+
+# Every feedback run, whoever started it, with what it did.
+feedback_runs = Table(
+    "feedback_runs",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("month", String(7), nullable=False),
+    Column("org", String(64), nullable=True),
+    Column("trigger", String(16), nullable=False),  # schedule | cli | admin
+    Column("started_at", BigInteger, nullable=False),
+    Column("finished_at", BigInteger, nullable=True),
+    Column("status", String(16), nullable=False),  # running | completed | failed
+    Column("summary", Text, nullable=True),  # JSON counts
+)
+
+# Leases that keep a scheduled job to one runner across processes and hosts, and remember the
+# last period each job finished (so a start after a missed run catches up).
+scheduler_leases = Table(
+    "scheduler_leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(128), nullable=True),
+    Column("until", BigInteger, nullable=False),
+    Column("last_done", String(32), nullable=True),
+)
+
+# --- FHIR Bulk Data export (hub.services.export) ----------------------------------------------
+export_jobs = Table(
+    "export_jobs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),  # system | group | patient
+    Column("group_id", String(64), nullable=True),
+    Column("types", Text, nullable=True),  # JSON list; NULL = every type the kind allows
+    Column("since", BigInteger, nullable=True),
+    Column("request", Text, nullable=False),  # the kick-off URL, for the manifest
+    # accepted → in-progress → completed | failed | cancelled
+    Column("status", String(16), nullable=False),
+    Column("progress", String(128), nullable=True),
+    Column("error", Text, nullable=True),  # OperationOutcome JSON when failed
+    Column("created_at", BigInteger, nullable=False),
+    Column("transaction_time", BigInteger, nullable=True),
+    Column("finished_at", BigInteger, nullable=True),
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_until", BigInteger, nullable=True),
+    Index("ix_export_jobs_status", "status"),
+)
+
+export_files = Table(
+    "export_files",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("job_id", String(64), nullable=False),
+    Column("res_type", String(64), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("content", LargeBinary, nullable=False),  # NDJSON
+    Index("ix_export_files_job", "job_id", "res_type", "seq"),
+)
+
+# --- Subscriptions (hub.services.subscriptions) -----------------------------------------------
+# The durable outbox of rest-hook notifications: one row per (Subscription, matching write).
+subscription_notifications = Table(
+    "subscription_notifications",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("subscription_id", String(64), nullable=False),
+    Column("res_type", String(64), nullable=False),
+    Column("res_id", String(64), nullable=False),
+    Column("version_id", Integer, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),  # pending → sent | failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", BigInteger, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("sent_at", BigInteger, nullable=True),
+    Index("ix_subscription_due", "status", "subscription_id", "id"),
+)
