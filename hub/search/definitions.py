@@ -1,7 +1,8 @@
 """The search parameters the hub serves: FHIR R4 (4.0.1) codes, types and element paths.
 
 Paths are a small subset of FHIRPath: dotted element names from the resource root; ``x[x]``
-stands for a choice element (``effective[x]`` matches effectiveDateTime, effectivePeriod, ...).
+stands for a choice element (``effective[x]`` matches effectiveDateTime, effectivePeriod, ...);
+``extension:alias`` steps into the extensions with the URL ``EXTENSION_URLS[alias]``.
 ``targets`` restricts a reference parameter to resource types (``patient`` is ``subject`` where
 it points at a Patient).  The table is compact text so it reads like the spec's own tables:
 
@@ -16,6 +17,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+
+
+# Extensions a search path may step into (``extension:alias``): the community's own
+# parameters, e.g. Composition ``addressee`` (whose primary-care centre a feedback document is for).
+EXTENSION_URLS = {
+    "feedback-addressee": "https://ygt.example.org/fhir/StructureDefinition/feedback-addressee",
+}
 
 
 @dataclass(frozen=True)
@@ -342,6 +350,7 @@ context token event.code
 period date event.period
 related-id token relatesTo.targetIdentifier
 related-ref reference relatesTo.targetReference [Composition]
+addressee reference extension:feedback-addressee.valueReference [Organization]
 """,
     "DocumentReference": """
 identifier token identifier|masterIdentifier

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
-from hub.search.definitions import COMMON, SearchParam, type_params
+from hub.search.definitions import COMMON, EXTENSION_URLS, SearchParam, type_params
 from hub.search.units import canonical
 from hub.search.values import DateFormatError, date_range, normalize_string, period_range
 
@@ -47,6 +47,12 @@ def _walk(node: Any, steps: tuple[str, ...], choice_type: str = "") -> Iterator[
     if not isinstance(node, dict):
         return
     step, rest = steps[0], steps[1:]
+    if step.startswith("extension:"):
+        url = EXTENSION_URLS[step[10:]]
+        for ext in node.get("extension") or ():
+            if isinstance(ext, dict) and ext.get("url") == url:
+                yield from _walk(ext, rest, choice_type)
+        return
     if step.endswith("[x]"):
         prefix = step[:-3]
         for key, value in node.items():
@@ -225,7 +231,7 @@ def extract_index_rows(resource: dict[str, Any]) -> Rows:
         code, kind = param.code, param.type
         seen: set[Any] = set()
         for steps in paths:
-            head = steps[0]
+            head = steps[0].partition(":")[0]
             # Most parameters are absent from a given resource: skip them without walking.
             if not head.endswith("[x]") and head not in keys:
                 continue

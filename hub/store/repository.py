@@ -125,6 +125,22 @@ def read_current(conn: Connection, res_type: str, res_id: str) -> StoredResource
         return None
 
 
+def read_many(conn: Connection, res_type: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Current content of many resources of one type, parsed; absent and deleted left out."""
+    wanted = sorted(set(ids))
+    out: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(wanted), 500):  # bounded IN lists
+        rows = conn.execute(
+            select(resources.c.res_id, resources.c.content).where(
+                resources.c.res_type == res_type,
+                resources.c.res_id.in_(wanted[start : start + 500]),
+                resources.c.deleted.is_(False),
+            )
+        ).all()
+        out.update((r.res_id, orjson.loads(r.content)) for r in rows if r.content)
+    return out
+
+
 def vread(conn: Connection, res_type: str, res_id: str, version_id: int) -> StoredResource:
     row = conn.execute(
         select(resource_history).where(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from sqlalchemy import Connection, select
 
 from hub.search.engine import find_matches
@@ -14,7 +13,8 @@ from hub.services.identity.features import features
 from hub.services.identity.model import is_master_id
 from hub.services.identity.rules import MatchRules
 from hub.services.identity.scoring import Match, score
-from hub.store.schema import mpi_records, resources
+from hub.store.repository import read_many
+from hub.store.schema import mpi_records
 
 
 @dataclass(frozen=True)
@@ -67,13 +67,4 @@ def patients_with_identifier(conn: Connection, system: str, value: str) -> list[
 
 
 def contents(conn: Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
-    if not ids:
-        return {}
-    rows = conn.execute(
-        select(resources.c.res_id, resources.c.content).where(
-            resources.c.res_type == "Patient",
-            resources.c.res_id.in_(ids),
-            resources.c.deleted.is_(False),
-        )
-    ).all()
-    return {r.res_id: orjson.loads(r.content) for r in rows if r.content}
+    return read_many(conn, "Patient", ids)
