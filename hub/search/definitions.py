@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-
 # Extensions a search path may step into (``extension:alias``): the community's own
 # parameters, e.g. Composition ``addressee`` (whose primary-care centre a feedback document is for).
 EXTENSION_URLS = {

@@ -38,7 +38,8 @@ class Stay:
 
 def _msh(sender: str, app: str, kind: str, at: str) -> str:
     control = f"{sender}-{next(_SEQ):06d}"
-    return f"MSH|^~\\&|{app}|{sender}|YGT_HUB|YGT|{at}+0800||{kind}|{control}|P|2.5.1||||||UNICODE UTF-8"
+    head = f"MSH|^~\\&|{app}|{sender}|YGT_HUB|YGT|{at}+0800||{kind}|{control}|P|2.5.1"
+    return head + "||||||UNICODE UTF-8"
 
 
 def _pid(p: Person, sender: str = "XRMYY") -> str:
