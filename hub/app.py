@@ -15,6 +15,7 @@ from starlette.responses import Response
 from adapters.feeds.config import demo_community, load_community
 from adapters.logsafe import describe
 from hub import __version__
+from hub.admin.feedback import router as feedback_admin_router
 from hub.cds.routes import router as cds_router
 from hub.config import Settings, load_settings
 from hub.db import make_engine
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(fhir_router)
     app.include_router(feeds_router)
     app.include_router(cds_router)
+    app.include_router(feedback_admin_router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -1,0 +1,1 @@
+"""Endpoints for the community office (not FHIR): runs, lists and printable views."""
