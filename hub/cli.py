@@ -114,7 +114,22 @@ def _feed_service(settings: Any) -> Any:
         mllp_host=settings.mllp_host,
         mllp_port=settings.mllp_port,
         worker_threads=settings.feed_workers,
+        scheduler=_feedback_scheduler(settings, engine, community),
     )
+
+
+def _feedback_scheduler(settings: Any, engine: Any, community: Any) -> Any:
+    from datetime import time
+
+    from hub.services.feedback.schedule import FeedbackScheduler
+
+    if not settings.feedback_schedule:
+        return None
+    hour, minute = (int(x) for x in settings.feedback_time.split(":"))
+    return FeedbackScheduler(
+        engine, community, day=settings.feedback_day, at=time(hour, minute),
+        base=settings.base_url,
+    )  # fmt: skip
 
 
 def _app(settings: Any, feeds: Any = None) -> Any:
@@ -244,6 +259,59 @@ def replay(
     engine, community = _engine_and_community(settings)
     result = replay_messages(engine, community, ids)
     console.print(", ".join(f"{k} {v}" for k, v in sorted(result.items())) or "nothing to replay")
+
+
+@app.command()
+def feedback(
+    month: Annotated[str, typer.Option(help="The month of discharges, YYYY-MM")],
+    org: Annotated[
+        str | None, typer.Option(help="Only this primary-care centre (member code)")
+    ] = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Build and file the monthly inpatient feedback (住院信息每月反馈) for a month now.
+
+    Reruns change nothing unless the data changed; then the documents concerned are amended.
+    """
+    from rich.progress import Progress
+
+    from hub.services.feedback.model import MONTH
+    from hub.services.feedback.run import DEFAULT_BASE, FeedbackBusy, run_month
+    from hub.store.migrate import upgrade
+
+    if not MONTH.match(month):
+        raise typer.BadParameter("--month must be YYYY-MM, e.g. 2026-10")
+    settings = load_settings(config, db_url=db)
+    upgrade(settings.db_url)
+    _load_profiles(settings)
+    engine, community = _engine_and_community(settings)
+    if org is not None and community.member(org) is None:
+        raise typer.BadParameter(f"--org {org!r} is not a member of the community")
+    with Progress(console=console) as bar:
+        task = bar.add_task(f"feedback {month}", total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total or 1)
+
+        try:
+            summary = run_month(
+                engine, community, month, org=org, trigger="cli", progress=advance,
+                base=settings.base_url or DEFAULT_BASE,
+            )  # fmt: skip
+        except FeedbackBusy as exc:
+            console.print(f"[red]{exc}[/]")
+            raise typer.Exit(2) from exc
+    console.print(
+        f"{summary.stays} stays: {summary.new} new, {summary.amended} amended, "
+        f"{summary.unchanged} unchanged, {summary.withdrawn} withdrawn; "
+        f"{summary.packages_written} packages written"
+    )
+    if summary.unaddressed:
+        console.print(
+            f"[yellow]{len(summary.unaddressed)} stays have no primary-care centre[/]: "
+            f"GET /admin/feedback/unaddressed?month={month} (List/fbu-{month})"
+        )
 
 
 @app.command("reindex-patients")

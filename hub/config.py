@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     mllp_port: int | None = None
     # Threads applying inbox messages (per patient in order; patients in parallel).
     feed_workers: int = Field(default=2, ge=1)
+    # The monthly inpatient feedback: on this day of each month at this time (the community's
+    # zone) for the month before; off with HUB_FEEDBACK_SCHEDULE=false.
+    feedback_schedule: bool = True
+    feedback_day: int = Field(default=1, ge=1, le=28)
+    feedback_time: str = Field(default="02:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
 def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:

@@ -114,3 +114,18 @@ def test_worker_applies_the_inbox_and_stops_cleanly(tmp_path: Path) -> None:
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=60) == 0
     engine.dispose()
+
+
+def test_feedback_command_runs_a_month(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'hub.db'}"
+    done = subprocess.run(
+        [*HUB, "feedback", "--month", "2026-10", "--db", db],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "0 stays: 0 new" in " ".join(done.stderr.split())
+    bad = subprocess.run(
+        [*HUB, "feedback", "--month", "2026-1", "--db", db],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert bad.returncode != 0 and "YYYY-MM" in bad.stderr

@@ -168,8 +168,11 @@ def run_month(
     progress: Progress | None = None,
     batch_size: int = 200,
     holder: str | None = None,
+    done: str | None = None,
 ) -> Summary:
-    """Build, amend and file the feedback documents of ``month`` (YYYY-MM); see the module."""
+    """Build, amend and file the feedback documents of ``month`` (YYYY-MM); see the module.
+
+    ``done``: the scheduled period this run completes, recorded with the lease on success."""
     check_month(month)
     holder = holder or leases.holder_name()
     if not leases.acquire(engine, LEASE, holder, LEASE_SECONDS):
@@ -194,9 +197,11 @@ def run_month(
             _finish(engine, summary, "failed")
             raise
         _finish(engine, summary, "completed")
-        return summary
-    finally:
+    except BaseException:
         leases.release(engine, LEASE, holder)
+        raise
+    leases.release(engine, LEASE, holder, done=done)
+    return summary
 
 
 def _run(

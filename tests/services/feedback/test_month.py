@@ -226,3 +226,29 @@ def test_document_json_is_what_is_served(engine: sa.Engine, month: Any) -> None:
     enc = _encounter_id(engine, "V-SUN")
     bundle = _read(engine, "Bundle", composition_id(enc))
     assert orjson.loads(orjson.dumps(bundle))["entry"][0]["resource"]["id"] == composition_id(enc)
+
+
+def test_the_schedule_runs_the_previous_month_once_across_processes(
+    engine: sa.Engine, month: Any
+) -> None:
+    from datetime import datetime, time
+
+    from hub.services.feedback.schedule import FeedbackScheduler, due_month
+
+    tz = COMMUNITY.tz
+    assert due_month(datetime(2026, 11, 1, 1, 59, tzinfo=tz), 1, time(2)) == "2026-09"
+    assert due_month(datetime(2026, 11, 1, 2, 0, tzinfo=tz), 1, time(2)) == "2026-10"
+    assert due_month(datetime(2027, 1, 15, tzinfo=tz), 1, time(2)) == "2026-12"
+    # 18:00 UTC on 31 October is 02:00 on 1 November in the community: the run is due.
+    clock = lambda: datetime.fromisoformat("2026-10-31T18:00:00+00:00")  # noqa: E731
+    one = FeedbackScheduler(engine, COMMUNITY, clock=clock)
+    other = FeedbackScheduler(engine, COMMUNITY, clock=clock)
+    summary = one.tick()
+    assert summary is not None and summary.month == MONTH and summary.new == 7
+    assert other.tick() is None and one.tick() is None  # done: nobody runs it again
+    # While one process holds the lease, another's tick does nothing and raises nothing.
+    assert leases.acquire(engine, "monthly-feedback", one.holder, 60)
+    late = FeedbackScheduler(engine, COMMUNITY, clock=lambda: datetime(2026, 12, 1, 3, tzinfo=tz))
+    assert late.tick() is None
+    leases.release(engine, "monthly-feedback", one.holder)
+    assert late.tick().month == "2026-11"  # type: ignore[union-attr]
