@@ -101,8 +101,14 @@ def _file_batch(
         if row is not None and row.digest == doc.digest:
             summary.unchanged += 1
             continue
-        unit.writer.update(doc.composition, doc.composition["id"])
-        unit.writer.update(doc.bundle, doc.bundle["id"])
+        if row is None:
+            # The ids are the stay's own and the row is written in this same transaction: a
+            # stay without a row has no document yet, so no lock-and-read round trip is needed.
+            unit.writer.create(doc.composition, doc.composition["id"])
+            unit.writer.create(doc.bundle, doc.bundle["id"])
+        else:
+            unit.writer.update(doc.composition, doc.composition["id"])
+            unit.writer.update(doc.bundle, doc.bundle["id"])
         values = {
             "month": summary.month,
             "patient_id": stay.patient_id,
