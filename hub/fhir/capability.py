@@ -43,12 +43,33 @@ _PATIENT_DOC = (
     "patient:Patient.identifier=...) matches every record linked to the person; a member "
     "record's own id matches that record alone."
 )
+_SUBSCRIPTION_DOC = (
+    "Subscriptions (R4): channel type rest-hook only, to an http(s) endpoint, with "
+    "channel.header lines sent as HTTP headers; payload omitted (an empty POST to the endpoint) "
+    "or application/fhir+json (a PUT of the matching version to {endpoint}/{Type}/{id}).  "
+    "A requested Subscription is stored active.  Criteria Type?params over any type served, "
+    "with its token, string, date, reference and uri parameters, _id and _tag (modifiers as "
+    "in search except chains, _has, :identifier, the ap prefix and master Patients); others "
+    "are refused (422).  Delivery is durable, in order per Subscription, retried with "
+    "exponential back-off; when retries run out the Subscription turns to status error."
+)
 _DEFINITIONS = {
     "match": "http://hl7.org/fhir/OperationDefinition/Patient-match",
     "everything": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
     "ihe-pix": "https://profiles.ihe.net/ITI/PIXm/OperationDefinition/IHE.PIXm.pix",
     "recognize": "https://ygt.example.org/fhir/OperationDefinition/ServiceRequest-recognize",
+    "document": "http://hl7.org/fhir/OperationDefinition/Composition-document",
 }
+# Bulk Data Access IG v2.0.0: one name, three definitions (system, Patient, Group).
+_BULK = "http://hl7.org/fhir/uv/bulkdata"
+_TYPE_DEFINITIONS = {
+    ("Patient", "export"): f"{_BULK}/OperationDefinition/patient-export",
+    ("Group", "export"): f"{_BULK}/OperationDefinition/group-export",
+}
+_EXPORT_DOC = (
+    "Bulk Data export (async: Prefer: respond-async; poll the Content-Location; NDJSON files): "
+    "_outputFormat (application/fhir+ndjson), _type, _since"
+)
 _OPERATIONS = {
     "Patient": [
         ("match", "FHIR R4 Patient $match: a scored searchset of persons (match-grade)"),
@@ -58,9 +79,32 @@ _OPERATIONS = {
         ("unmerge", "undo a merge, named by its AuditEvent"),
         ("link", "the office says two records are one person (transaction entry too)"),
         ("unlink", "the office says a record is not that person (transaction entry too)"),
+        ("export", _EXPORT_DOC + "; every Patient and the Patient compartment"),
+    ],
+    "Group": [
+        (
+            "export",
+            _EXPORT_DOC + "; the Group's patients (member.entity, or a centre's "
+            "residents: characteristic primary-care-organisation)",
+        ),
     ],
     "ServiceRequest": [
         ("recognize", "检查检验结果互认: recognisable earlier results per item, or why none"),
+    ],
+    "Composition": [
+        (
+            "document",
+            "the document (Bundle type document) of a Composition; for the monthly "
+            "feedback, the filed version",
+        ),
+    ],
+    "Organization": [
+        (
+            "inpatient-feedback",
+            "住院信息每月反馈: the month's discharge documents addressed to "
+            "a primary-care organisation (month=YYYY-MM, _count, paging; the package List "
+            "included)",
+        ),
     ],
 }
 
@@ -88,11 +132,14 @@ def _resource_entry(res_type: str) -> dict[str, Any]:
     }
     if res_type == "Patient":
         entry["documentation"] = _PATIENT_DOC
+    if res_type == "Subscription":
+        entry["documentation"] = _SUBSCRIPTION_DOC
     if res_type in _OPERATIONS:
         entry["operation"] = [
             {
                 "name": name,
-                "definition": _DEFINITIONS.get(
+                "definition": _TYPE_DEFINITIONS.get((res_type, name))
+                or _DEFINITIONS.get(
                     name, f"https://ygt.example.org/fhir/OperationDefinition/{res_type}-{name}"
                 ),
                 "documentation": doc,
@@ -114,6 +161,7 @@ def _statement_body() -> dict[str, Any]:
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "json"],
         "patchFormat": ["application/json-patch+json"],
+        "instantiates": [f"{_BULK}/CapabilityStatement/bulk-data"],
         "rest": [
             {
                 "mode": "server",
@@ -122,6 +170,13 @@ def _statement_body() -> dict[str, Any]:
                     {"code": "transaction"},
                     {"code": "batch"},
                     {"code": "history-system"},
+                ],
+                "operation": [
+                    {
+                        "name": "export",
+                        "definition": f"{_BULK}/OperationDefinition/export",
+                        "documentation": _EXPORT_DOC + "; every type this hub serves",
+                    }
                 ],
             }
         ],
