@@ -118,7 +118,12 @@ def _attempt(engine: Engine, r: Any, policy: Policy, sender: Sender) -> None:
 
 
 class OutboxDelivery:
-    """A background thread that keeps delivering while the hub runs."""
+    """A background thread that keeps delivering while the hub runs.
+
+    Other durable queues (Subscription rest-hooks) reuse the thread by overriding
+    ``deliver_once`` and ``name``."""
+
+    name = "outbox"
 
     def __init__(
         self, engine: Engine, *, policy: Policy = Policy(), poll_seconds: float = 0.5
@@ -126,7 +131,7 @@ class OutboxDelivery:
         self.engine, self.policy, self.poll_seconds = engine, policy, poll_seconds
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -139,12 +144,16 @@ class OutboxDelivery:
         self._wake.set()
         self._thread.join(timeout)
 
+    def deliver_once(self) -> int:
+        """One pass over what is due; how many were tried (0: wait for a wake or the poll)."""
+        return deliver_due(self.engine, self.policy)
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                sent = deliver_due(self.engine, self.policy)
+                sent = self.deliver_once()
             except OperationalError:
-                log.warning("outbox: store unavailable; retrying")
+                log.warning("%s: store unavailable; retrying", self.name)
                 sent = 0
             if not sent:
                 self._wake.wait(self.poll_seconds)

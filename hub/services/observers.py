@@ -54,5 +54,15 @@ def observers(conn: Connection) -> Observers:
     from hub.services.identity.linker import PatientIndex
     from hub.services.recognition.decisions import RecognitionDecisions
     from hub.services.recognition.marking import RecognitionMark
+    from hub.services.subscriptions.observer import SubscriptionMatcher
 
-    return Observers([PatientIndex(conn), RecognitionMark(conn), RecognitionDecisions(conn)])
+    # The matcher comes last: it sees each resource as the others left it (the HR tag set),
+    # and its before_flush runs after theirs, which may write resources of their own.
+    return Observers(
+        [
+            PatientIndex(conn),
+            RecognitionMark(conn),
+            RecognitionDecisions(conn),
+            SubscriptionMatcher(conn),
+        ]
+    )
