@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 
 from adapters.feeds.config import PROFILES, Community, Member
 from hub.fhir.interactions import Unit, update
+from hub.services.export.scope import GROUP_CHARACTERISTIC, PRIMARY_CARE
 from hub.store import repository as repo
 
 DIVISION_CODE = "https://ygt.example.org/fhir/StructureDefinition/division-code"
@@ -37,6 +38,8 @@ _ORG_TYPE = {
     "community-centre": ("prov", "社区卫生服务中心"),
     "health-archive": ("other", "居民健康档案系统"),
 }
+# Members whose residents (签约居民) a health-archive system pulls by Group export.
+_PRIMARY_CARE_KINDS = ("township-centre", "community-centre")
 
 
 def organization(member: Member, community: Community) -> dict[str, Any]:
@@ -71,6 +74,33 @@ def organization(member: Member, community: Community) -> dict[str, Any]:
             }
         ]
     return org
+
+
+def residents_group(member: Member, community: Community) -> dict[str, Any]:
+    """A centre's residents as a definitional Group: every Patient whose primary-care
+    organisation it is (see hub.services.export.scope), exportable with Group/{id}/$export."""
+    return {
+        "resourceType": "Group",
+        "id": f"residents-{member.org_id}",
+        "identifier": [
+            {"system": f"{community.identifier_base}/group", "value": f"residents-{member.code}"}
+        ],
+        "active": True,
+        "type": "person",
+        "actual": False,
+        "name": f"{member.name}签约居民",
+        "managingEntity": {"reference": member.reference},
+        "characteristic": [
+            {
+                "code": {
+                    "coding": [{"system": GROUP_CHARACTERISTIC, "code": PRIMARY_CARE}],
+                    "text": "签约基层医疗卫生机构",
+                },
+                "valueReference": {"reference": member.reference},
+                "exclude": False,
+            }
+        ],
+    }
 
 
 def naming_system(member: Member, kind: str) -> dict[str, Any]:
@@ -110,6 +140,7 @@ def community_resources(community: Community, profiles: Path = PROFILES) -> list
     members = sorted(community.members.values(), key=lambda m: m.part_of is not None)
     out += [organization(m, community) for m in members]
     out += [naming_system(m, kind) for m in members if m.feeds for kind in _KIND_NAMES]
+    out += [residents_group(m, community) for m in members if m.kind in _PRIMARY_CARE_KINDS]
     for path in sorted(profiles.rglob("*.json")):
         if path.name == "community.json":
             continue

@@ -22,6 +22,7 @@ from hub.queue.intake import receive
 from hub.queue.outbox import OutboxDelivery
 from hub.queue.sql_intake import SqlPoller
 from hub.queue.worker import InboxWorker
+from hub.services.export.runner import ExportRunner
 from hub.services.subscriptions.delivery import SubscriptionDelivery
 
 log = logging.getLogger("hub.feeds")
@@ -50,6 +51,8 @@ class FeedService:
         self.community = community
         self.worker = InboxWorker(engine, threads=worker_threads) if run_worker else None
         self.delivery = OutboxDelivery(engine) if run_worker else None
+        # Bulk Data export jobs ($export) run beside the outbox, wherever the worker runs.
+        self.export = ExportRunner(engine) if run_worker else None
         self.subscriptions = SubscriptionDelivery(engine) if run_worker else None
         self.sql = (
             SqlPoller(engine, community, load_sql_feeds(), on_stored=self._wake_worker)
@@ -90,6 +93,8 @@ class FeedService:
             self.worker.start()
         if self.delivery is not None:
             self.delivery.start()
+        if self.export is not None:
+            self.export.start()
         if self.subscriptions is not None:
             self.subscriptions.start()
         if self.sql is not None:
@@ -127,6 +132,8 @@ class FeedService:
             self.worker.stop()
         if self.delivery is not None:
             self.delivery.stop()
+        if self.export is not None:
+            self.export.stop()
         if self.subscriptions is not None:
             self.subscriptions.stop()
         if self.sql is not None:

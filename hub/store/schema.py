@@ -407,7 +407,7 @@ export_jobs = Table(
     Column("types", Text, nullable=True),  # JSON list; NULL = every type the kind allows
     Column("since", BigInteger, nullable=True),
     Column("request", Text, nullable=False),  # the kick-off URL, for the manifest
-    # accepted → in-progress → completed | failed | cancelled
+    # accepted → in-progress → completed | failed; a cancelled job's row is deleted.
     Column("status", String(16), nullable=False),
     Column("progress", String(128), nullable=True),
     Column("error", Text, nullable=True),  # OperationOutcome JSON when failed
@@ -416,6 +416,8 @@ export_jobs = Table(
     Column("finished_at", BigInteger, nullable=True),
     Column("lease_owner", String(128), nullable=True),
     Column("lease_until", BigInteger, nullable=True),
+    # Runs started; a job whose runner keeps dying is failed instead of restarted forever.
+    Column("attempts", Integer, nullable=False, default=0),
     Index("ix_export_jobs_status", "status"),
 )
 
@@ -428,7 +430,18 @@ export_files = Table(
     Column("seq", Integer, nullable=False),
     Column("count", Integer, nullable=False),
     Column("content", LargeBinary, nullable=False),  # NDJSON
+    # An error file (OperationOutcome lines) for the manifest's ``error`` list.
+    Column("is_error", Boolean, nullable=False, default=False),
     Index("ix_export_files_job", "job_id", "res_type", "seq"),
+)
+
+# The patients a Group export covers, fixed when the job starts (its transaction time), so
+# the export's queries join a table instead of carrying thousands of ids as parameters.
+export_members = Table(
+    "export_members",
+    metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("patient_id", String(64), primary_key=True),
 )
 
 # --- Subscriptions (hub.services.subscriptions) -----------------------------------------------

@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column("finished_at", sa.BigInteger, nullable=True),
         sa.Column("lease_owner", sa.String(128), nullable=True),
         sa.Column("lease_until", sa.BigInteger, nullable=True),
+        sa.Column("attempts", sa.Integer, nullable=False),
     )
     op.create_index("ix_export_jobs_status", "export_jobs", ["status"])
     op.create_table(
@@ -45,10 +46,17 @@ def upgrade() -> None:
         sa.Column("seq", sa.Integer, nullable=False),
         sa.Column("count", sa.Integer, nullable=False),
         sa.Column("content", sa.LargeBinary, nullable=False),
+        sa.Column("is_error", sa.Boolean, nullable=False),
     )
     op.create_index("ix_export_files_job", "export_files", ["job_id", "res_type", "seq"])
+    op.create_table(
+        "export_members",
+        sa.Column("job_id", sa.String(64), primary_key=True),
+        sa.Column("patient_id", sa.String(64), primary_key=True),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("export_members")
     op.drop_table("export_files")
     op.drop_table("export_jobs")
