@@ -106,7 +106,7 @@ def _diagnoses(records: StayRecords) -> tuple[list[dict[str, Any]], list[dict[st
     admission: list[tuple[int, dict[str, Any]]] = []
     discharge: list[tuple[int, dict[str, Any]]] = []
     listed = set()
-    for d in records.stay.encounter.get("diagnosis") or ():
+    for d in records.encounter.get("diagnosis") or ():
         cid = (d.get("condition") or {}).get("reference", "").split("/")[-1]
         if cid not in by_id:
             continue
@@ -257,7 +257,7 @@ def _disposition(encounter: dict[str, Any]) -> tuple[str | None, str]:
 
 
 def died(records: StayRecords) -> bool:
-    code, _ = _disposition(records.stay.encounter)
+    code, _ = _disposition(records.encounter)
     return (
         code == _DIED
         or bool((records.patient or {}).get("deceasedDateTime"))
@@ -277,7 +277,7 @@ def build(
     timestamp: str,
 ) -> Document:
     """The stay's document at ``version`` (1: final; later: amended)."""
-    stay, enc, patient = records.stay, records.stay.encounter, records.patient or {}
+    stay, enc, patient = records.stay, records.encounter, records.patient or {}
     care_plans = records.care_plans
     hospital = (enc.get("serviceProvider") or {}).get("reference", "")
     hospital_name = (organizations.get(hospital.split("/")[-1]) or {}).get("name", hospital)

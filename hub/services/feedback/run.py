@@ -25,7 +25,7 @@ from hub.services.feedback import packages
 from hub.services.feedback.addressee import resolve
 from hub.services.feedback.document import build
 from hub.services.feedback.model import check_month, composition_id
-from hub.services.feedback.stays import Stay, collect, discharged_in
+from hub.services.feedback.stays import Stay, collect, discharge_time, discharged_in
 from hub.store import leases
 from hub.store.repository import now_micros, read_many
 from hub.store.schema import feedback_documents, feedback_runs
@@ -117,7 +117,7 @@ def _file_batch(
             "composition_id": doc.composition["id"],
             "version": version,
             "digest": doc.digest,
-            "discharged_at": stay.discharged_at,
+            "discharged_at": discharge_time(records.encounter, tz) or stay.discharged_at,
             "updated_at": now_micros(),
         }
         if row is None:

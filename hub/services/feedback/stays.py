@@ -20,18 +20,19 @@ from sqlalchemy import Connection, and_, select
 from hub.search.values import DateFormatError, date_range
 from hub.services.identity.model import is_master_id
 from hub.store.repository import read_many
-from hub.store.schema import idx_date, idx_reference, mpi_records, resources
+from hub.store.schema import MIN_TIME, idx_date, idx_reference, idx_token, mpi_records, resources
 
 _INPATIENT = frozenset({"IMP", "ACUTE", "NONAC", "I"})
 
 
 @dataclass(frozen=True)
 class Stay:
+    """A stay as the search index knows it: small, so a city's month fits in memory."""
+
     encounter_id: str
-    encounter: dict[str, Any]
     patient_id: str
     admitted_at: int | None  # µs since epoch
-    discharged_at: int
+    discharged_at: int  # the exclusive upper bound of the discharge time: sorts the same
 
 
 @dataclass
@@ -39,6 +40,7 @@ class StayRecords:
     """One stay and the resources its document is built from (parsed JSON, by id)."""
 
     stay: Stay
+    encounter: dict[str, Any]
     patient: dict[str, Any] | None
     conditions: list[dict[str, Any]] = field(default_factory=list)
     procedures: list[dict[str, Any]] = field(default_factory=list)
@@ -64,10 +66,6 @@ def _ref_id(reference: Any, res_type: str) -> str | None:
     return None
 
 
-def _is_inpatient(encounter: dict[str, Any]) -> bool:
-    return (encounter.get("class") or {}).get("code") in _INPATIENT
-
-
 def _lo(text: str | None, tz: timezone) -> int | None:
     if not text:
         return None
@@ -78,14 +76,21 @@ def _lo(text: str | None, tz: timezone) -> int | None:
 
 
 def discharged_in(conn: Connection, month: str, tz: timezone) -> list[Stay]:
-    """Finished inpatient stays whose discharge falls in ``month``, in discharge order."""
+    """Finished inpatient stays whose discharge falls in ``month``, in discharge order.
+
+    Answered from the search index alone (no resource is parsed), so a city's month costs one
+    query and a few MB."""
     start, end = month_bounds(month, tz)
+    klass = idx_token.alias("klass")
+    status = idx_token.alias("status")
+    subject = idx_reference.alias("subject")
     # The period's exclusive upper bound is just after its end: a discharge in [start, end)
     # has its bound in (start, end].  A stay starts before it ends, so lo < end narrows the
-    # index range.
+    # index range.  No end (still in hospital): the bound is open and out of range.
     rows = conn.execute(
-        select(resources.c.res_id, resources.c.content)
+        select(resources.c.res_id, idx_date.c.lo, idx_date.c.hi, subject.c.target_id)
         .join(idx_date, idx_date.c.rid == resources.c.rid)
+        .join(subject, subject.c.rid == resources.c.rid)
         .where(
             idx_date.c.res_type == "Encounter",
             idx_date.c.param == "date",
@@ -93,19 +98,28 @@ def discharged_in(conn: Connection, month: str, tz: timezone) -> list[Stay]:
             idx_date.c.hi > start,
             idx_date.c.hi <= end,
             resources.c.deleted.is_(False),
+            subject.c.param == "subject",
+            subject.c.target_type == "Patient",
+            select(klass.c.rid)
+            .where(
+                klass.c.rid == resources.c.rid,
+                klass.c.param == "class",
+                klass.c.code.in_(sorted(_INPATIENT)),
+            )
+            .exists(),
+            select(status.c.rid)
+            .where(
+                status.c.rid == resources.c.rid,
+                status.c.param == "status",
+                status.c.code == "finished",
+            )
+            .exists(),
         )
     ).all()
-    stays = []
-    for row in rows:
-        encounter = orjson.loads(row.content)
-        if encounter.get("status") != "finished" or not _is_inpatient(encounter):
-            continue
-        period = encounter.get("period") or {}
-        discharged = _lo(period.get("end"), tz)
-        patient = _ref_id(encounter.get("subject"), "Patient")
-        if discharged is None or patient is None or not start <= discharged < end:
-            continue
-        stays.append(Stay(row.res_id, encounter, patient, _lo(period.get("start"), tz), discharged))
+    stays = [
+        Stay(r.res_id, r.target_id, r.lo if r.lo > MIN_TIME else None, r.hi)
+        for r in {r.res_id: r for r in rows}.values()
+    ]
     stays.sort(key=lambda s: (s.discharged_at, s.encounter_id))
     return stays
 
@@ -159,6 +173,10 @@ def _records_of_persons(conn: Connection, patient_ids: list[str]) -> dict[str, s
     return own
 
 
+def discharge_time(encounter: dict[str, Any], tz: timezone) -> int | None:
+    return _lo((encounter.get("period") or {}).get("end"), tz)
+
+
 def _within(report: dict[str, Any], lo: int | None, hi: int, tz: timezone) -> bool:
     when = _lo(
         report.get("effectiveDateTime")
@@ -166,7 +184,7 @@ def _within(report: dict[str, Any], lo: int | None, hi: int, tz: timezone) -> bo
         or report.get("issued"),
         tz,
     )
-    return when is not None and (lo is None or when >= lo) and when <= hi
+    return when is not None and (lo is None or when >= lo) and when < hi
 
 
 def collect(conn: Connection, stays: list[Stay], tz: timezone) -> list[StayRecords]:
@@ -177,15 +195,22 @@ def collect(conn: Connection, stays: list[Stay], tz: timezone) -> list[StayRecor
     discharge that name no other stay.
     """
     ids = [s.encounter_id for s in stays]
+    encounters = read_many(conn, "Encounter", ids)
     patients = read_many(conn, "Patient", [s.patient_id for s in stays])
-    out = {s.encounter_id: StayRecords(s, patients.get(s.patient_id)) for s in stays}
+    out = {
+        s.encounter_id: StayRecords(s, encounters[s.encounter_id], patients.get(s.patient_id))
+        for s in stays
+        if s.encounter_id in encounters  # deleted since the month was listed
+    }
+    ids = list(out)
+    stays = [out[i].stay for i in ids]
     by_encounter: dict[str, dict[str, dict[str, Any]]] = {i: {} for i in ids}
     for target, cond in _referring(conn, "Condition", "encounter", "Encounter", ids):
         by_encounter[target][cond["id"]] = cond
     listed = {
         s.encounter_id: [
             c
-            for d in s.encounter.get("diagnosis") or ()
+            for d in out[s.encounter_id].encounter.get("diagnosis") or ()
             if (c := _ref_id(d.get("condition"), "Condition"))
         ]
         for s in stays
