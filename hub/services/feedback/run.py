@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from adapters.feeds.config import Community
 from hub.feeds.bootstrap import COMMUNITY_ORG
 from hub.fhir.interactions import Unit
-from hub.search.values import format_instant
+from hub.search.values import date_range, format_instant, from_micros
 from hub.services.feedback import packages
 from hub.services.feedback.addressee import resolve
 from hub.services.feedback.document import build
@@ -253,6 +253,32 @@ def _finish(engine: Engine, summary: Summary, status: str) -> None:
                 summary=orjson.dumps(summary.as_dict()).decode(),
             )
         )
+
+
+def file_stay(
+    conn: Connection, community: Community, encounter_id: str, *, base: str | None = None
+) -> str | None:
+    """File (or refresh) the document of one finished stay now, in the caller's transaction;
+    its Composition id, or None when the Encounter is not a finished stay with a discharge.
+
+    For services that need a stay's document before the month's run (a down-referral sends
+    the discharge document with the patient); the month's run then finds it filed."""
+    encounter = read_many(conn, "Encounter", [encounter_id]).get(encounter_id)
+    if encounter is None or encounter.get("status") != "finished":
+        return None
+    ends = discharge_time(encounter, community.tz)
+    subject = (encounter.get("subject") or {}).get("reference", "")
+    if ends is None or not subject.startswith("Patient/"):
+        return None
+    month = from_micros(ends).astimezone(community.tz).strftime("%Y-%m")
+    starts = (encounter.get("period") or {}).get("start")
+    stay = Stay(encounter_id, subject.split("/")[1],
+                date_range(starts, community.tz)[0] if starts else None, ends + 1)  # fmt: skip
+    org_ids = [COMMUNITY_ORG, *(m.org_id for m in community.members.values())]
+    summary = Summary(month, None)
+    _file_batch(conn, community, [stay], read_many(conn, "Organization", org_ids), summary,
+                org=None, base=base or DEFAULT_BASE)  # fmt: skip
+    return composition_id(encounter_id)
 
 
 def previous_month(now: datetime) -> str:

@@ -252,3 +252,15 @@ def test_the_schedule_runs_the_previous_month_once_across_processes(
     assert late.tick() is None
     leases.release(engine, "monthly-feedback", one.holder)
     assert late.tick().month == "2026-11"  # type: ignore[union-attr]
+
+
+def test_one_stay_filed_ahead_of_the_month(engine: sa.Engine, month: Any) -> None:
+    from hub.services.feedback.run import file_stay
+
+    enc, staying = _encounter_id(engine, "V-WANG"), _encounter_id(engine, "V-LI-3")
+    with engine.begin() as conn:
+        assert file_stay(conn, COMMUNITY, enc) == composition_id(enc)
+        assert file_stay(conn, COMMUNITY, staying) is None  # still in hospital
+    assert _docs(engine)[enc].month == MONTH
+    summary = run_month(engine, COMMUNITY, MONTH, trigger="test")
+    assert summary.unchanged == 1 and summary.new == 6
