@@ -11,6 +11,7 @@ import asyncio
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -46,10 +47,12 @@ class FeedService:
         worker_threads: int = 2,
         intake_threads: int = 8,
         run_worker: bool = True,
+        scheduler: Any | None = None,
     ) -> None:
         self.engine = engine
         self.community = community
         self.worker = InboxWorker(engine, threads=worker_threads) if run_worker else None
+        self.scheduler = scheduler  # the monthly feedback's (hub serve / hub worker)
         self.delivery = OutboxDelivery(engine) if run_worker else None
         # Bulk Data export jobs ($export) run beside the outbox, wherever the worker runs.
         self.export = ExportRunner(engine) if run_worker else None
@@ -93,6 +96,8 @@ class FeedService:
             self.worker.start()
         if self.delivery is not None:
             self.delivery.start()
+        if self.scheduler is not None:
+            self.scheduler.start()
         if self.export is not None:
             self.export.start()
         if self.subscriptions is not None:
@@ -132,6 +137,8 @@ class FeedService:
             self.worker.stop()
         if self.delivery is not None:
             self.delivery.stop()
+        if self.scheduler is not None:
+            self.scheduler.stop()
         if self.export is not None:
             self.export.stop()
         if self.subscriptions is not None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from hub.fhir.operations import everything, export, patient_index, recognize
+from hub.fhir.operations import everything, export, feedback, patient_index, recognize
 
 router = APIRouter(prefix="/fhir")
 router.include_router(patient_index.router)
 router.include_router(everything.router)
 router.include_router(recognize.router)
+router.include_router(feedback.router)
 router.include_router(export.router)
