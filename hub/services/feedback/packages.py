@@ -98,6 +98,37 @@ def _filed_packages(conn: Connection, month: str) -> dict[str, str]:
     return {i: i[4 : -len(month) - 1] for i in found}
 
 
+_EMPTY = "http://terminology.hl7.org/CodeSystem/list-empty-reason"
+
+
+def _list(
+    list_id: str,
+    identifier: str,
+    title: str,
+    code: dict[str, str],
+    now: str,
+    entries: list[dict[str, Any]],
+    empty: dict[str, Any],
+    *,
+    mode: str = "snapshot",
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "resourceType": "List",
+        "id": list_id,
+        "identifier": [{"system": PACKAGE_SYSTEM, "value": identifier}],
+        "status": "current",
+        "mode": mode,
+        "title": title,
+        "code": {"coding": [code]},
+        "date": now,
+    }
+    if entries:
+        out["entry"] = entries
+    else:
+        out["emptyReason"] = empty
+    return out
+
+
 def _write_if_changed(unit: Unit, held: dict[str, Any] | None, wanted: dict[str, Any]) -> bool:
     if (
         held is not None
@@ -140,48 +171,23 @@ def file_packages(
         previous = _previous(held.get(list_id))
         entries = _entries(by_org.get(o, []), previous)
         name = (organizations.get(o) or {}).get("name", o)
-        package: dict[str, Any] = {
-            "resourceType": "List",
-            "id": list_id,
-            "extension": [
-                {"url": ADDRESSEE_EXT, "valueReference": {"reference": f"Organization/{o}"}}
-            ],
-            "identifier": [{"system": PACKAGE_SYSTEM, "value": f"{o}-{month}"}],
-            "status": "current",
-            "mode": "snapshot",
-            "title": f"{name} {month} 住院信息每月反馈",
-            "code": {"coding": [PACKAGE_CODE]},
-            "date": now,
-            "note": [{"text": _note(entries, previous)}],
-        }
-        if entries:
-            package["entry"] = entries
-        else:
-            package["emptyReason"] = {
-                "coding": [
-                    {"system": "http://terminology.hl7.org/CodeSystem/list-empty-reason",
-                     "code": "nilknown"}
-                ]
-            }  # fmt: skip
+        package = _list(
+            list_id, f"{o}-{month}", f"{name} {month} 住院信息每月反馈", PACKAGE_CODE, now,
+            entries, {"coding": [{"system": _EMPTY, "code": "nilknown"}]},
+        )  # fmt: skip
+        package["extension"] = [
+            {"url": ADDRESSEE_EXT, "valueReference": {"reference": f"Organization/{o}"}}
+        ]
+        package["note"] = [{"text": _note(entries, previous)}]
         written += _write_if_changed(unit, held.get(list_id), package)
     if org is None:
         open_stays = [r for r in by_org.get(None, []) if r.digest != "withdrawn"]
-        office: dict[str, Any] = {
-            "resourceType": "List",
-            "id": unaddressed_id(month),
-            "identifier": [{"system": PACKAGE_SYSTEM, "value": f"unaddressed-{month}"}],
-            "status": "current",
-            "mode": "working",
-            "title": f"{month} 无接收机构的出院住院（待办公室处理）",
-            "code": {"coding": [UNADDRESSED_CODE]},
-            "date": now,
-        }
-        if open_stays:
-            office["entry"] = [
-                {"item": {"reference": f"Encounter/{r.encounter_id}"}} for r in open_stays
-            ]
-        else:
-            office["emptyReason"] = {"text": "本月出院者均已找到接收机构"}
+        office = _list(
+            unaddressed_id(month), f"unaddressed-{month}",
+            f"{month} 无接收机构的出院住院（待办公室处理）", UNADDRESSED_CODE, now,
+            [{"item": {"reference": f"Encounter/{r.encounter_id}"}} for r in open_stays],
+            {"text": "本月出院者均已找到接收机构"}, mode="working",
+        )  # fmt: skip
         if open_stays or unaddressed_id(month) in held:
             written += _write_if_changed(unit, held.get(unaddressed_id(month)), office)
     unit.writer.flush()
