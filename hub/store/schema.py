@@ -227,7 +227,9 @@ outbox = Table(
     "outbox",
     metadata,
     Column("id", RowId, primary_key=True, autoincrement=True),
-    Column("destination", String(256), nullable=False),  # mllp://host:port
+    # mllp://host:port, or Endpoint/<id>: resolved to its address at each attempt, so an
+    # Endpoint the office changes through FHIR is followed without a restart.
+    Column("destination", String(256), nullable=False),
     Column("control_id", String(64), nullable=False),
     Column("payload", LargeBinary, nullable=False),
     Column("created_at", BigInteger, nullable=False),
@@ -238,6 +240,12 @@ outbox = Table(
     Column("last_error", Text, nullable=True),
     Column("sent_at", BigInteger, nullable=True),
     Column("ack", LargeBinary, nullable=True),
+    # What the row is for (route-order, route-result; None for application ACKs) and the id of
+    # that topic's row, so the outcome moves a routed order's status in the same transaction.
+    Column("topic", String(32), nullable=True),
+    Column("topic_id", BigInteger, nullable=True),
+    Column("replays", Integer, nullable=False, server_default=text("0")),  # by the office
+    Column("failed_at", BigInteger, nullable=True),  # a dead letter since
     Index("ix_outbox_due", "status", "destination", "id"),
 )
 
@@ -461,4 +469,39 @@ subscription_notifications = Table(
     Column("last_error", Text, nullable=True),
     Column("sent_at", BigInteger, nullable=True),
     Index("ix_subscription_due", "status", "subscription_id", "id"),
+)
+
+# --- order routing (hub.services.routing) -----------------------------------------------------
+# One row per ServiceRequest routed to a regional centre: where it went, how, and when each step
+# of sent → accepted → resulted → delivered (or failed, cancelled) happened.  The routing Task
+# (``task_id``) shows the same status through FHIR; this table is what the office's list and the
+# monthly figures count.
+routed_orders = Table(
+    "routed_orders",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("request_id", String(64), nullable=False, unique=True),
+    Column("task_id", String(64), nullable=False),
+    Column("orderer", String(64), nullable=False),  # member codes
+    Column("destination", String(64), nullable=False),
+    Column("endpoint", String(128), nullable=True),  # Endpoint/<id> the order went to
+    Column("channel", String(16), nullable=False),  # hl7v2 | fhir
+    Column("message", String(16), nullable=True),  # OML^O21, ORM^O01
+    Column("kind", String(16), nullable=True),  # lab | imaging | ecg
+    Column("item", String(64), nullable=True),
+    Column("month", String(7), nullable=False),  # of ordering, in the community's zone
+    Column("ordered_at", BigInteger, nullable=False),
+    Column("routed_at", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("accepted_at", BigInteger, nullable=True),
+    Column("resulted_at", BigInteger, nullable=True),
+    Column("delivered_at", BigInteger, nullable=True),
+    Column("failed_at", BigInteger, nullable=True),
+    Column("cancelled_at", BigInteger, nullable=True),
+    Column("report_id", String(64), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("updated_at", BigInteger, nullable=False),
+    Index("ix_routed_month", "month", "orderer"),
+    Index("ix_routed_status", "status", "destination"),
+    Index("ix_routed_report", "report_id"),
 )
