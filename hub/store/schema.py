@@ -471,6 +471,43 @@ subscription_notifications = Table(
     Index("ix_subscription_due", "status", "subscription_id", "id"),
 )
 
+# --- Two-way referral (hub.services.referral) -------------------------------------------------
+# One row per referral ServiceRequest: who sent it where, its Task and the Task's state, so
+# the admission of a referred patient finds the open referral in one indexed query.
+referrals = Table(
+    "referrals",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("task_id", String(64), nullable=False, unique=True),
+    Column("direction", String(16), nullable=False),  # up | down (profiles/referral)
+    Column("requester", String(64), nullable=False),  # referring member's Organization id
+    Column("performer", String(64), nullable=False),  # receiving member's Organization id
+    Column("patient_id", String(64), nullable=False),
+    Column("priority", String(16), nullable=False),
+    Column("green", Boolean, nullable=False),  # 绿色通道
+    Column("status", String(32), nullable=False),  # the Task's status
+    Column("requested_at", BigInteger, nullable=False),
+    Column("due_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),  # when the last step happened
+    Column("encounter_id", String(64), nullable=True),  # the admission it led to
+    Index("ix_referrals_open", "performer", "status"),
+    Index("ix_referrals_encounter", "encounter_id"),
+    Index("ix_referrals_requested", "requested_at"),
+)
+
+# Every step of every referral (the initial state included), for the office's figures.
+referral_events = Table(
+    "referral_events",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("request_id", String(64), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("at", BigInteger, nullable=False),  # when it happened
+    Column("recorded_at", BigInteger, nullable=False),  # when the hub learnt of it
+    Index("ix_referral_events_at", "at", "status"),
+    Index("ix_referral_events_request", "request_id"),
+)
+
 # --- order routing (hub.services.routing) -----------------------------------------------------
 # One row per ServiceRequest routed to a regional centre: where it went, how, and when each step
 # of sent → accepted → resulted → delivered (or failed, cancelled) happened.  The routing Task
