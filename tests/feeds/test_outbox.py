@@ -60,11 +60,9 @@ def test_delivered_in_order_and_acknowledged(engine: sa.Engine, queue) -> None: 
     assert all(b"MSA|AA" in r.ack for r in rows(engine).values())
 
 
-def test_reject_and_silence_are_retried_without_reordering(engine: sa.Engine, queue) -> None:  # type: ignore[no-untyped-def]
+def test_silence_is_retried_without_reordering(engine: sa.Engine, queue) -> None:  # type: ignore[no-untyped-def]
     def script(cid: str, seen: int) -> str | None:
-        if cid == "OUT1" and seen == 1:
-            return "AR"
-        if cid == "OUT1" and seen == 2:
+        if cid == "OUT1" and seen <= 2:
             return None  # connection dropped, no answer
         return "AA"
 
@@ -75,6 +73,19 @@ def test_reject_and_silence_are_retried_without_reordering(engine: sa.Engine, qu
     sent = rows(engine)
     assert sent["OUT1"].status == "sent" and sent["OUT1"].attempts == 3
     assert sent["OUT2"].attempts == 1
+
+
+def test_reject_is_a_dead_letter_not_retried(engine: sa.Engine, queue) -> None:  # type: ignore[no-untyped-def]
+    # AR says the receiver will not take the message as it is: resending it would only hold
+    # up the messages behind it (see hub.queue.outbox).
+    with Receiver(lambda cid, _n: "AR" if cid == "OUT1" else "AA") as lis:
+        queue(lis.url, [1, 2])
+        run_until_settled(engine)
+    assert lis.received == ["OUT1", "OUT2"]
+    result = rows(engine)
+    assert result["OUT1"].status == "failed" and result["OUT1"].attempts == 1
+    assert result["OUT1"].last_error.startswith("AR from the destination")
+    assert result["OUT2"].status == "sent"
 
 
 def test_application_error_stops_that_message_only(engine: sa.Engine, queue) -> None:  # type: ignore[no-untyped-def]
