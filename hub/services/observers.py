@@ -54,6 +54,7 @@ def observers(conn: Connection) -> Observers:
     from hub.services.identity.linker import PatientIndex
     from hub.services.recognition.decisions import RecognitionDecisions
     from hub.services.recognition.marking import RecognitionMark
+    from hub.services.referral.observer import ReferralWorkflow
     from hub.services.subscriptions.observer import SubscriptionMatcher
 
     # The matcher comes last: it sees each resource as the others left it (the HR tag set),
@@ -63,6 +64,9 @@ def observers(conn: Connection) -> Observers:
             PatientIndex(conn),
             RecognitionMark(conn),
             RecognitionDecisions(conn),
+            # After the index (an admission is matched to a referral through it), before
+            # the matcher (which announces the Tasks it writes).
+            ReferralWorkflow(conn),
             SubscriptionMatcher(conn),
         ]
     )
