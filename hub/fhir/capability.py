@@ -53,6 +53,20 @@ _SUBSCRIPTION_DOC = (
     "are refused (422).  Delivery is durable, in order per Subscription, retried with "
     "exponential back-off; when retries run out the Subscription turns to status error."
 )
+_REFERRAL_DOC = (
+    "Two-way referral (双向转诊): a ServiceRequest with category SNOMED CT 3457005, status "
+    "active, subject a Patient, requester and one performer member Organizations (or "
+    "PractitionerRoles of them) opens a referral; its direction (category "
+    "https://ygt.example.org/fhir/CodeSystem/referral-direction up|down) is inferred from the "
+    "members' kinds when not given, and the hub adds recent DiagnosticReports of the person "
+    "and, going down, the discharge document (Bundle) to supportingInfo.  The hub creates a "
+    "Task (code fulfill, intent order, focus and basedOn the request, owner the receiving "
+    "Organization, restriction.period.end the due time).  That Task's status moves only as "
+    "profiles/referral/rules.json allows (requested > received > accepted|rejected > "
+    "in-progress > completed, or cancelled); any other update is refused with 422, "
+    "rejected needs statusReason.  The receiving member's admission links the Encounter "
+    "(Encounter.basedOn) and moves the Task."
+)
 _DEFINITIONS = {
     "match": "http://hl7.org/fhir/OperationDefinition/Patient-match",
     "everything": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
@@ -134,6 +148,8 @@ def _resource_entry(res_type: str) -> dict[str, Any]:
         entry["documentation"] = _PATIENT_DOC
     if res_type == "Subscription":
         entry["documentation"] = _SUBSCRIPTION_DOC
+    if res_type == "Task":
+        entry["documentation"] = _REFERRAL_DOC
     if res_type in _OPERATIONS:
         entry["operation"] = [
             {
@@ -176,7 +192,14 @@ def _statement_body() -> dict[str, Any]:
                         "name": "export",
                         "definition": f"{_BULK}/OperationDefinition/export",
                         "documentation": _EXPORT_DOC + "; every type this hub serves",
-                    }
+                    },
+                    {
+                        "name": "referral-report",
+                        "definition": "https://ygt.example.org/fhir/OperationDefinition/"
+                        "referral-report",
+                        "documentation": "双向转诊 figures (绩效考核), GET: month=YYYY-MM, "
+                        "member; per member sent and received, by direction",
+                    },
                 ],
             }
         ],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from hub.fhir.operations import everything, export, feedback, patient_index, recognize
+from hub.fhir.operations import everything, export, feedback, patient_index, recognize, referral
 
 router = APIRouter(prefix="/fhir")
 router.include_router(patient_index.router)
@@ -12,3 +12,4 @@ router.include_router(everything.router)
 router.include_router(recognize.router)
 router.include_router(feedback.router)
 router.include_router(export.router)
+router.include_router(referral.router)
