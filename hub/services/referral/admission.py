@@ -40,7 +40,7 @@ def on_encounter(flow: ReferralWorkflow, encounter: dict[str, Any], res_id: str)
     if status in rules.admission.encounter_statuses or (
         linked is not None and status in rules.discharge.encounter_statuses
     ):
-        flow.encounters.append((res_id, encounter))
+        flow.encounters.append((res_id, encounter, linked))
     return encounter
 
 
@@ -76,18 +76,23 @@ def _link(
     )
     if referral is None:
         return None
-    records.link_encounter(flow.conn, referral.request_id, encounter_id)
+    if not records.link_encounter(flow.conn, referral.request_id, encounter_id):
+        return None
     writer.rewrite(with_based_on(encounter, referral.request_id), encounter_id)
     return referral
 
 
 def settle(
-    flow: ReferralWorkflow, writer: Writer, encounter_id: str, encounter: dict[str, Any]
+    flow: ReferralWorkflow,
+    writer: Writer,
+    encounter_id: str,
+    encounter: dict[str, Any],
+    linked: Referral | None,
 ) -> None:
-    """Link a new admission to its referral and move the referral's Task as the rules say."""
+    """Link a new admission to its referral and move the referral's Task as the rules say;
+    ``linked``: the referral the Encounter was linked to when written."""
     rules = flow.rules
     status = encounter.get("status")
-    linked = records.by_encounter(flow.conn, encounter_id)
     output = None
     if linked is None:
         linked = _link(flow, writer, encounter_id, encounter)

@@ -50,7 +50,7 @@ class ReferralWorkflow:
     new_tasks: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     moves: list[Move] = field(default_factory=list)
     request_status: list[tuple[str, str]] = field(default_factory=list)  # (request id, status)
-    encounters: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    encounters: list[tuple[str, dict[str, Any], Referral | None]] = field(default_factory=list)
     _rules: ReferralRules | None = None
 
     @property
@@ -69,7 +69,12 @@ class ReferralWorkflow:
         return admission.on_encounter(self, resource, res_id)
 
     def after_delete(self, writer: Writer, res_type: str, res_id: str) -> None:
-        return None  # a deleted referral keeps its recorded steps for the figures
+        # A deleted referral request is withdrawn like a revoked one, so no admission is
+        # linked to it later; its recorded steps stay for the figures.
+        if res_type == "ServiceRequest":
+            held = records.by_request(self.conn, res_id)
+            if held is not None and held.status not in self.rules.terminal:
+                self._cancel(held, res_id, "deleted")
 
     def before_flush(self, writer: Writer) -> None:
         # Each write below may queue more (a Task step → the request's status): run dry.
@@ -78,8 +83,8 @@ class ReferralWorkflow:
             for task_id, task in new_tasks:
                 writer.create(task, task_id)
             encounters, self.encounters = self.encounters, []
-            for encounter_id, encounter in encounters:
-                admission.settle(self, writer, encounter_id, encounter)
+            for encounter_id, encounter, linked in encounters:
+                admission.settle(self, writer, encounter_id, encounter, linked)
             moves, self.moves = self.moves, []
             for move in moves:
                 self._apply_move(writer, move)
@@ -103,17 +108,21 @@ class ReferralWorkflow:
             )
         status = request.get("status")
         if status in rules.cancel_on_request and held.status not in rules.terminal:
-            task = {"status": rules.cancel_to}
-            try:
-                workflow.check_transition(rules, held.status, task, held.task_id)
-            except Unprocessable as exc:
-                raise Unprocessable(
-                    f"ServiceRequest/{res_id} cannot be {status}: {exc}",
-                    code="business-rule",
-                    expression=["ServiceRequest.status"],
-                ) from exc
-            self.moves.append(Move(held.task_id, rules.cancel_to))
+            self._cancel(held, res_id, str(status))
         return request
+
+    def _cancel(self, held: Referral, request_id: str, why: str) -> None:
+        """The request was withdrawn: cancel its Task, if the rules allow it from here."""
+        rules = self.rules
+        try:
+            workflow.check_transition(rules, held.status, {"status": rules.cancel_to}, held.task_id)
+        except Unprocessable as exc:
+            raise Unprocessable(
+                f"ServiceRequest/{request_id} cannot be {why}: {exc}",
+                code="business-rule",
+                expression=["ServiceRequest.status"],
+            ) from exc
+        self.moves.append(Move(held.task_id, rules.cancel_to))
 
     def _organization(self, reference: Any, where: str) -> str:
         """The member organisation a requester/performer reference stands for."""

@@ -93,9 +93,13 @@ def record_step(conn: Connection, request_id: str, status: str, at: int, recorde
     )
 
 
-def link_encounter(conn: Connection, request_id: str, encounter_id: str) -> None:
-    conn.execute(
+def link_encounter(conn: Connection, request_id: str, encounter_id: str) -> bool:
+    """Link the referral to its admission unless another admission got there first (two
+    admissions of one person committing at once: the row lock makes one of them see the
+    other's link)."""
+    linked = conn.execute(
         update(referrals)
-        .where(referrals.c.request_id == request_id)
+        .where(referrals.c.request_id == request_id, referrals.c.encounter_id.is_(None))
         .values(encounter_id=encounter_id)
     )
+    return linked.rowcount == 1

@@ -232,6 +232,15 @@ def test_revoking_the_request_cancels_the_task(client: TestClient, engine: sa.En
     assert _steps(engine, sr["id"]) == ["requested", "cancelled"]
 
 
+def test_deleting_the_request_cancels_the_task(client: TestClient, engine: sa.Engine) -> None:
+    qs = patient(client, "QSWSY", "QS-1", ZHANG_ID)
+    sr = refer(client, referral(qs, "QSWSY", "XRMYY"))
+    move(client, task_of(client, sr["id"]), "received")
+    assert client.delete(f"/fhir/ServiceRequest/{sr['id']}").status_code in (200, 204)
+    assert task_of(client, sr["id"])["status"] == "cancelled"
+    assert _steps(engine, sr["id"]) == ["requested", "received", "cancelled"]
+
+
 def test_a_referral_under_way_cannot_be_revoked(client: TestClient) -> None:
     qs = patient(client, "QSWSY", "QS-1", ZHANG_ID)
     sr = refer(client, referral(qs, "QSWSY", "XRMYY"))
