@@ -16,6 +16,7 @@ from adapters.feeds.config import demo_community, load_community
 from adapters.logsafe import describe
 from hub import __version__
 from hub.admin.feedback import router as feedback_admin_router
+from hub.auth.routes import router as auth_router
 from hub.cds.routes import router as cds_router
 from hub.config import Settings, load_settings
 from hub.db import make_engine
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         load_community(settings.community) if settings.community else demo_community()
     )
     set_community(app.state.community)  # for services inside any unit of work
+    app.include_router(auth_router)  # before Type/id catches /fhir/.well-known/...
     app.include_router(operations_router)  # before Type/id catches Type/$op
     app.include_router(fhir_router)
     app.include_router(feeds_router)

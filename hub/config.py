@@ -26,6 +26,11 @@ class Settings(BaseSettings):
     # Public base URL of the FHIR endpoint, for fullUrl and paging links; derived from the
     # request when unset.
     base_url: str | None = None
+    # Access tokens' issuer (audience: this + /fhir); default: the base URL, else a fixed name.
+    auth_issuer: str | None = None
+    # Where the local admin client's credentials are written on first start (mode 0600);
+    # default: beside the SQLite store, else ~/.config/county-records-hub/admin.json.
+    admin_credentials: str | None = None
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     default_page_size: int = Field(default=20, ge=1)
     max_page_size: int = Field(default=1000, ge=1)

@@ -542,3 +542,42 @@ routed_orders = Table(
     Index("ix_routed_status", "status", "destination"),
     Index("ix_routed_report", "report_id"),
 )
+
+# --- security (hub.security) ------------------------------------------------------------------
+# The clients that may call the hub: each a member system (or the office, or the local admin)
+# with the scopes it may be granted and how it authenticates (a JWKS for private_key_jwt, or a
+# scrypt hash of a client secret).
+auth_clients = Table(
+    "auth_clients",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("org", String(64), nullable=True),  # member code; NULL for the office and admin
+    Column("roles", Text, nullable=False),  # JSON list: admin, office, member, archive
+    Column("scopes", Text, nullable=False),  # the most it may ask for
+    Column("secret_hash", Text, nullable=True),
+    Column("jwks", Text, nullable=True),  # JSON Web Key Set (public keys)
+    Column("created_at", BigInteger, nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+)
+
+# The hub's keys for signing access tokens (one current; older ones kept to verify tokens
+# issued before a rotation until they expire).
+auth_keys = Table(
+    "auth_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("private_pem", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("retired_at", BigInteger, nullable=True),
+)
+
+# Client assertion ids seen (private_key_jwt replay protection), kept until they expire.
+auth_assertions = Table(
+    "auth_assertions",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("jti", String(255), primary_key=True),
+    Column("expires_at", BigInteger, nullable=False),
+    Index("ix_auth_assertions_expiry", "expires_at"),
+)

@@ -1,0 +1,1 @@
+"""HTTP side of security: the token endpoint, SMART discovery, and request enforcement."""
