@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 import pytest
 from fhirpy import SyncFHIRClient
 from fhirpy.base.exceptions import OperationOutcome
@@ -10,10 +12,12 @@ from tests.services.referral.conftest import REFERRAL, RESIDENT_ID, resident
 
 
 @pytest.fixture
-def fhir(live_server: str) -> SyncFHIRClient:
-    return SyncFHIRClient(
-        f"{live_server}/fhir", extra_headers={"Content-Type": "application/fhir+json"}
-    )
+def fhir(live_server: str, request: pytest.FixtureRequest) -> SyncFHIRClient:
+    headers = {"Content-Type": "application/fhir+json"}
+    # Where the hub asks for bearer tokens, the suite's administrator token.
+    with suppress(pytest.FixtureLookupError):
+        headers.update(request.getfixturevalue("admin_headers"))
+    return SyncFHIRClient(f"{live_server}/fhir", extra_headers=headers)
 
 
 def test_refer_receive_accept_with_fhirpy(fhir: SyncFHIRClient) -> None:
