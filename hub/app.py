@@ -6,8 +6,10 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -16,6 +18,7 @@ from adapters.feeds.config import demo_community, load_community
 from adapters.logsafe import describe
 from hub import __version__
 from hub.admin.feedback import router as feedback_admin_router
+from hub.auth.enforce import Unauthenticated, authenticate
 from hub.auth.routes import router as auth_router
 from hub.cds.routes import router as cds_router
 from hub.config import Settings, load_settings
@@ -42,11 +45,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine.dispose()
 
     app = FastAPI(
+        # Every endpoint proves its caller first; only the open paths of
+        # profiles/security/rules.json (metadata, discovery, health) answer anyone.
+        dependencies=[Depends(authenticate)],
         title="County records hub",
         version=__version__,
         lifespan=lifespan,
-        docs_url="/docs",
-        openapi_url="/openapi.json",
+        # Served below as ordinary routes, so they sit behind the same authentication.
+        docs_url=None,
+        openapi_url=None,
     )
     app.state.settings = settings
     app.state.engine = make_engine(
@@ -63,13 +70,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(cds_router)
     app.include_router(feedback_admin_router)
 
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="County records hub")
+
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.exception_handler(FhirError)
     async def on_fhir_error(_request: Request, exc: FhirError) -> Response:
-        return error_response(exc)
+        response = error_response(exc)
+        if isinstance(exc, Unauthenticated):
+            response.headers["WWW-Authenticate"] = 'Bearer realm="hub", error="invalid_token"'
+        return response
 
     @app.exception_handler(IntegrityError)
     async def on_integrity(_request: Request, exc: IntegrityError) -> Response:

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     # Public base URL of the FHIR endpoint, for fullUrl and paging links; derived from the
     # request when unset.
     base_url: str | None = None
+    # Security on (the default, embedded too): every endpoint but metadata, discovery and
+    # health checks needs a bearer token.  Off only for a closed test bench.
+    auth_required: bool = True
     # Access tokens' issuer (audience: this + /fhir); default: the base URL, else a fixed name.
     auth_issuer: str | None = None
     # Where the local admin client's credentials are written on first start (mode 0600);

@@ -79,7 +79,9 @@ def clean_db(engine: sa.Engine) -> None:
 def settings(db_url: str):  # type: ignore[no-untyped-def]
     from hub.config import Settings
 
-    return Settings(db_url=db_url)
+    # Security is switched on for the whole suite once every test speaks with a token; until
+    # then the security tests turn it on themselves (tests/security/conftest.py).
+    return Settings(db_url=db_url, auth_required=False)
 
 
 @pytest.fixture
@@ -89,9 +91,40 @@ def app(settings, clean_db: None) -> FastAPI:  # type: ignore[no-untyped-def]
     return create_app(settings)
 
 
+def mint_token(
+    app: FastAPI,
+    *,
+    scopes: str | None = None,
+    org: str | None = None,
+    roles: frozenset[str] = frozenset({"admin"}),
+    client_id: str = "test-admin",
+) -> str:
+    """A bearer token the app accepts, signed with its own key (no token request needed)."""
+    from hub.auth.routes import key_ring
+    from hub.security.admin_client import ADMIN_SCOPES
+    from hub.security.clients import Client
+    from hub.security.tokens import issue, token_issuer
+
+    class _Request:  # key_ring() only reads request.app
+        def __init__(self, app: FastAPI) -> None:
+            self.app = app
+
+    ring = key_ring(_Request(app))  # type: ignore[arg-type]
+    who = Client(client_id, client_id, org, roles, scopes or ADMIN_SCOPES, None, None, False)
+    issuer = token_issuer(app.state.settings)
+    return str(issue(ring, who, None, issuer=issuer, audience=f"{issuer}/fhir")["access_token"])
+
+
 @pytest.fixture
-def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app, headers={"Accept": "application/fhir+json"}) as test_client:
+def admin_headers(app: FastAPI) -> dict[str, str]:
+    return {"Authorization": f"Bearer {mint_token(app)}"}
+
+
+@pytest.fixture
+def client(app: FastAPI, admin_headers: dict[str, str]) -> Iterator[TestClient]:
+    """The office's administrator: every test that is not about security talks as it."""
+    headers = {"Accept": "application/fhir+json", **admin_headers}
+    with TestClient(app, headers=headers) as test_client:
         yield test_client
 
 

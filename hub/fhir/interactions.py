@@ -24,6 +24,7 @@ from hub.fhir.errors import (
 )
 from hub.fhir.validation import SUPPORTED, check_id, validate_resource
 from hub.search.engine import find_matches
+from hub.security.checks import caller, check_read, check_write
 from hub.store import repository as repo
 from hub.store.locks import criteria_key, lock_keys
 from hub.store.repository import StoredResource, Writer
@@ -96,16 +97,22 @@ def parse_etag(value: str | None) -> int | None:
 # --- reads -----------------------------------------------------------------------------------
 
 
+def _readable(stored: StoredResource) -> StoredResource:
+    if caller() is not None and stored.content:
+        check_read(orjson.loads(stored.content))
+    return stored
+
+
 def read(unit: Unit, res_type: str, res_id: str) -> Result:
     check_type(res_type)
-    return Result(200, repo.read(unit.conn, res_type, res_id))
+    return Result(200, _readable(repo.read(unit.conn, res_type, res_id)))
 
 
 def vread(unit: Unit, res_type: str, res_id: str, version: str) -> Result:
     check_type(res_type)
     if not version.isdigit():
         raise NotFound(f"{res_type}/{res_id} has no version {version!r}")
-    return Result(200, repo.vread(unit.conn, res_type, res_id, int(version)))
+    return Result(200, _readable(repo.vread(unit.conn, res_type, res_id, int(version))))
 
 
 # --- writes ----------------------------------------------------------------------------------
@@ -129,6 +136,7 @@ def create(
     """POST: a new resource with a server id; with If-None-Exist, only if nothing matches."""
     check_type(res_type)
     resource = validate_resource(resource, res_type)
+    check_write(resource)
     if if_none_exist:
         query = if_none_exist.split("?", 1)[-1]
         lock_keys(unit.conn, [criteria_key(res_type, query)])
@@ -163,6 +171,8 @@ def update(
     check_type(res_type)
     check_id(res_id)
     resource = validate_resource(resource, res_type)
+    check_write(resource)
+    _check_overwrite(unit, res_type, res_id)
     body_id = resource.get("id")
     if body_id is None:
         raise BadRequest("an update needs the resource's id in the body", expression=["id"])
@@ -182,6 +192,7 @@ def conditional_update(
     """PUT Type?criteria: update the one match, create if none, 412 if several."""
     check_type(res_type)
     resource = validate_resource(resource, res_type)
+    check_write(resource)
     lock_keys(unit.conn, [criteria_key(res_type, query)])
     found = _matches(unit, res_type, query)
     if len(found) > 1:
@@ -221,6 +232,9 @@ def patch(
     patched.get("meta", {}).pop("versionId", None)
     patched.get("meta", {}).pop("lastUpdated", None)
     patched = validate_resource(patched, res_type)
+    if caller() is not None:
+        check_write(document)  # what it was: a member patches only its own
+        check_write(patched)
     expected = parse_etag(if_match) if if_match else current.version_id
     stored, _ = unit.writer.update(patched, res_id, if_match=expected, allow_create=False)
     return Result(200, stored)
@@ -230,6 +244,7 @@ def delete(unit: Unit, res_type: str, res_id: str) -> Result:
     """DELETE: idempotent; a later read answers 410 Gone."""
     check_type(res_type)
     lock_keys(unit.conn, [f"{res_type}/{res_id}"])
+    _check_overwrite(unit, res_type, res_id)
     stored = unit.writer.delete(res_type, res_id)
     if stored is None:
         return Result(204)
@@ -248,6 +263,15 @@ def conditional_delete(unit: Unit, res_type: str, query: str) -> Result:
     if not found:
         return Result(204)
     return delete(unit, res_type, found[0][1])
+
+
+def _check_overwrite(unit: Unit, res_type: str, res_id: str) -> None:
+    """A member replaces or deletes only what it could have written itself."""
+    if caller() is None:
+        return
+    current = repo.read_current(unit.conn, res_type, res_id)
+    if current is not None and current.content:
+        check_write(orjson.loads(current.content))
 
 
 def _deleted_outcome(res_type: str, res_id: str) -> dict[str, Any]:

@@ -48,6 +48,7 @@ from hub.fhir.references import (
 from hub.search.criteria import split_token, split_values
 from hub.search.engine import find_matches, match_identifiers, search
 from hub.search.values import DateFormatError, date_range, format_instant
+from hub.security.checks import check_entry
 from hub.store import repository as repo
 from hub.store.locks import criteria_key, lock_keys
 from hub.store.repository import StoredResource
@@ -102,6 +103,8 @@ def _transaction(
     within: Callable[[Connection], None] | None = None,
 ) -> list[dict[str, Any]]:
     entries = [prepare_entry(i, raw, base, copy=False) for i, raw in enumerate(raw_entries)]
+    for e in entries:
+        _authorize(e)
     check_full_urls(entries)
     with engine.begin() as conn:
         unit = Unit.on(conn)
@@ -111,6 +114,12 @@ def _transaction(
         if within is not None:
             within(conn)
     return [_response_entry(e, results[e.index], base, with_resources) for e in entries]
+
+
+def _authorize(e: Entry) -> None:
+    """Each entry needs the scope the same request alone would (hub.security.checks)."""
+    t = e.target
+    check_entry(e.method, t.res_type, t.res_id is not None, t.query, t.operation)
 
 
 def _run(unit: Unit, entries: list[Entry], base: str) -> dict[int, Result]:
@@ -410,6 +419,7 @@ def _batch_entry(
 ) -> dict[str, Any]:
     def attempt() -> dict[str, Any]:
         entry = prepare_entry(index, raw, base)
+        _authorize(entry)
         if entry.method in READS:
             with engine.connect() as conn:
                 conn.execution_options(readonly=True)

@@ -18,6 +18,8 @@ from hub.search.criteria import Criteria, index_table
 from hub.search.definitions import get_param
 from hub.search.includes import collect_includes
 from hub.search.sql import Aliases, Sql, and_, execute, join, or_, sql
+from hub.security.checks import hides_sensitive
+from hub.security.rules import rules
 from hub.services.identity.model import MASTER_PREFIX, PATIENT_INDEX
 from hub.store.schema import MAX_TIME, MIN_TIME
 
@@ -74,6 +76,10 @@ def _criteria_conditions(
     crit = Criteria(res_type, Aliases())
     conditions, used, unknown = [], [], []
     for name, value in params:
+        if "\x00" in name or "\x00" in value:
+            # No FHIR value holds a NUL, and PostgreSQL text cannot: a clean 400, not a 500.
+            raise InvalidSearch(f"{name.replace(chr(0), '')}: a NUL character is not allowed",
+                                code="value")  # fmt: skip
         if name in _RESULT_PARAMS:
             continue
         try:
@@ -89,9 +95,25 @@ def _criteria_conditions(
 
 
 def _where(
-    res_type: str | None, conditions: list[Sql], params: list[tuple[str, str]] | None = None
+    res_type: str | None,
+    conditions: list[Sql],
+    params: list[tuple[str, str]] | None = None,
+    *,
+    hide_sensitive: bool = False,
 ) -> Sql:
     base = [sql(f"NOT {_ROWS}.deleted")]
+    if hide_sensitive:
+        # Resources labelled sensitive (profiles/security/rules.json) are not found by a caller
+        # without the scope to read them: left out of the count and the pages alike.
+        labels = sorted(rules().sensitive)
+        marks = " OR ".join("(s.system = ? AND s.code = ?)" for _ in labels)
+        base.append(
+            sql(
+                f"NOT EXISTS (SELECT 1 FROM idx_token s WHERE s.rid = {_ROWS}.rid "
+                f"AND s.param = '_security' AND ({marks}))",
+                *[v for pair in labels for v in pair],
+            )
+        )
     if res_type is not None:
         base.insert(0, sql(f"{_ROWS}.res_type = ?", res_type))
     if res_type == "Patient" and not _asks_for_masters(params or []):
@@ -266,7 +288,7 @@ def search(
         if k in _RESULT_PARAMS and k not in ("_cursor", "_format", "_pretty")
     ]
     self_params = used + control
-    where = _where(res_type, conditions, params)
+    where = _where(res_type, conditions, params, hide_sensitive=hides_sensitive())
     result = SearchResult(
         [], self_params=self_params, summary=summary, elements=elements, unknown=unknown
     )
