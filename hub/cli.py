@@ -115,7 +115,14 @@ def _feed_service(settings: Any) -> Any:
         mllp_port=settings.mllp_port,
         worker_threads=settings.feed_workers,
         scheduler=_feedback_scheduler(settings, engine, community),
+        outbox_policy=_outbox_policy(settings),
     )
+
+
+def _outbox_policy(settings: Any) -> Any:
+    from hub.queue.outbox import Policy
+
+    return Policy(max_attempts=settings.outbox_max_attempts, timeout=settings.outbox_timeout)
 
 
 def _feedback_scheduler(settings: Any, engine: Any, community: Any) -> Any:

@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     feedback_schedule: bool = True
     feedback_day: int = Field(default=1, ge=1, le=28)
     feedback_time: str = Field(default="02:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    # Outbound HL7 v2 (routed orders and results, application ACKs): attempts before a
+    # message becomes a dead letter for the office to replay, and how long to wait for an ACK.
+    outbox_max_attempts: int = Field(default=12, ge=1)
+    outbox_timeout: float = Field(default=30.0, gt=0)
 
 
 def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:

@@ -62,6 +62,33 @@ class Coding:
 
 
 @dataclass(frozen=True)
+class MemberEndpoint:
+    """Where the hub reaches a member's system (``endpoint`` in community.json).
+
+    Seeded as the FHIR Endpoint ``Endpoint/<member>`` when the hub starts and it is missing;
+    from then on the Endpoint in the store, which the office edits through the FHIR API, is
+    what the hub follows."""
+
+    connection: str  # endpoint-connection-type: hl7v2-mllp | hl7-fhir-rest
+    address: str  # mllp://host:port, or the base of the member's FHIR rest-hooks
+    messages: tuple[str, ...] = ()  # HL7 v2 messages it takes: OML^O21, ORM^O01, ORU^R01
+    name: str | None = None
+
+
+# Where a member's orders may name the performing member (``orderDestination``): MSH-6 (the
+# receiving facility) unless its HIS writes it elsewhere, e.g. OBR-20 (filler field 1).
+_FIELD_PATH = re.compile(r"^(MSH|ORC|OBR)-(\d{1,3})(?:\.(\d{1,2}))?$")
+
+
+def field_path(text: str) -> tuple[str, int, int]:
+    """A field path ("OBR-20", "MSH-6.1") → (segment, field, component); ValueError else."""
+    match = _FIELD_PATH.match(text.strip().upper())
+    if not match:
+        raise ValueError(f"orderDestination {text!r} is not MSH-n, ORC-n or OBR-n[.c]")
+    return match.group(1), int(match.group(2)), int(match.group(3) or 1)
+
+
+@dataclass(frozen=True)
 class Member:
     code: str  # MSH-4 and CX-4 value, and the Organization's id
     name: str
@@ -77,6 +104,10 @@ class Member:
     application_acks: str | None = None
     # Refuse messages whose MSH-3 (sending application) is not one of ``applications``.
     restrict_applications: bool = False
+    # Where the hub delivers to this member's system (orders, results), if anywhere.
+    endpoint: MemberEndpoint | None = None
+    # The field of its order messages that names the performing member (see field_path).
+    order_destination: tuple[str, int, int] = ("MSH", 6, 1)
 
     def system(self, kind: str) -> str:
         """The identifier system of this member's ``kind`` numbers (mrn, visit, placer, ...)."""
@@ -146,6 +177,19 @@ def _code_map(path: Path) -> dict[str, Coding]:
     return out
 
 
+def _endpoint(raw: Any) -> MemberEndpoint | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not raw.get("connectionType") or not raw.get("address"):
+        raise ValueError(f"a member endpoint needs connectionType and address: {raw!r}")
+    return MemberEndpoint(
+        connection=raw["connectionType"],
+        address=raw["address"],
+        messages=tuple(raw.get("messages", ())),
+        name=raw.get("name"),
+    )
+
+
 def load_community(path: Path | str = DEFAULT_COMMUNITY) -> Community:
     path = Path(path)
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
@@ -166,6 +210,8 @@ def load_community(path: Path | str = DEFAULT_COMMUNITY) -> Community:
             feeds=raw.get("feeds", True),
             application_acks=raw.get("applicationAcks"),
             restrict_applications=raw.get("restrictApplications", False),
+            endpoint=_endpoint(raw.get("endpoint")),
+            order_destination=field_path(raw.get("orderDestination", "MSH-6")),
         )
         members[member.code] = member
         if member.concept_map:

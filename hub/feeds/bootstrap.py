@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from adapters.feeds.config import PROFILES, Community, Member
 from hub.fhir.interactions import Unit, update
 from hub.services.export.scope import GROUP_CHARACTERISTIC, PRIMARY_CARE
+from hub.services.routing.endpoints import endpoint_resource
 from hub.store import repository as repo
 
 DIVISION_CODE = "https://ygt.example.org/fhir/StructureDefinition/division-code"
@@ -38,6 +39,9 @@ _ORG_TYPE = {
     "community-centre": ("prov", "社区卫生服务中心"),
     "health-archive": ("other", "居民健康档案系统"),
 }
+# Written only when missing: community.json seeds a member's Endpoint, then the office
+# changes it through the FHIR API and a restart must not undo that.
+_SEEDED_ONLY = frozenset({"Endpoint"})
 # Members whose residents (签约居民) a health-archive system pulls by Group export.
 _PRIMARY_CARE_KINDS = ("township-centre", "community-centre")
 
@@ -66,6 +70,9 @@ def organization(member: Member, community: Community) -> dict[str, Any]:
         "partOf": {"reference": f"Organization/{member.part_of or COMMUNITY_ORG}"},
         # (part_of names a demo member's code, which is a valid id)
     }
+    if member.endpoint is not None:
+        # Where the hub reaches the member's system (hub.services.routing.endpoints).
+        org["endpoint"] = [{"reference": f"Endpoint/{member.org_id}"}]
     if member.division:
         org["address"] = [
             {
@@ -138,6 +145,7 @@ def community_resources(community: Community, profiles: Path = PROFILES) -> list
     ]
     # Parents before children: the lead hospital before the centres it runs.
     members = sorted(community.members.values(), key=lambda m: m.part_of is not None)
+    out += [e for m in members if (e := endpoint_resource(m)) is not None]
     out += [organization(m, community) for m in members]
     out += [naming_system(m, kind) for m in members if m.feeds for kind in _KIND_NAMES]
     out += [residents_group(m, community) for m in members if m.kind in _PRIMARY_CARE_KINDS]
@@ -165,6 +173,8 @@ def load_community_resources(engine: Engine, community: Community) -> int:
             current = repo.read_current(conn, resource["resourceType"], resource["id"])
             if current is not None and current.content and _same(current.content, resource):
                 continue
+            if current is not None and resource["resourceType"] in _SEEDED_ONLY:
+                continue  # the office's to change now (or to have deleted): never reset
             update(unit, resource["resourceType"], resource["id"], resource)
             written += 1
         unit.writer.flush()

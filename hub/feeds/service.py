@@ -20,10 +20,11 @@ from adapters.hl7v2.ack import minimal_ack_for
 from adapters.mllp.listener import MLLPServer
 from adapters.sqlview.config import load_sql_feeds
 from hub.queue.intake import receive
-from hub.queue.outbox import OutboxDelivery
+from hub.queue.outbox import OutboxDelivery, Policy
 from hub.queue.sql_intake import SqlPoller
 from hub.queue.worker import InboxWorker
 from hub.services.export.runner import ExportRunner
+from hub.services.routing import hooks as _routing_hooks  # noqa: F401  (delivery hooks)
 from hub.services.subscriptions.delivery import SubscriptionDelivery
 
 log = logging.getLogger("hub.feeds")
@@ -48,12 +49,15 @@ class FeedService:
         intake_threads: int = 8,
         run_worker: bool = True,
         scheduler: Any | None = None,
+        outbox_policy: Policy | None = None,
     ) -> None:
         self.engine = engine
         self.community = community
         self.worker = InboxWorker(engine, threads=worker_threads) if run_worker else None
         self.scheduler = scheduler  # the monthly feedback's (hub serve / hub worker)
-        self.delivery = OutboxDelivery(engine) if run_worker else None
+        self.delivery = (
+            OutboxDelivery(engine, policy=outbox_policy or Policy()) if run_worker else None
+        )
         # Bulk Data export jobs ($export) run beside the outbox, wherever the worker runs.
         self.export = ExportRunner(engine) if run_worker else None
         self.subscriptions = SubscriptionDelivery(engine) if run_worker else None

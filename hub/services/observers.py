@@ -55,6 +55,7 @@ def observers(conn: Connection) -> Observers:
     from hub.services.recognition.decisions import RecognitionDecisions
     from hub.services.recognition.marking import RecognitionMark
     from hub.services.referral.observer import ReferralWorkflow
+    from hub.services.routing.router import OrderRouter
     from hub.services.subscriptions.observer import SubscriptionMatcher
 
     # The matcher comes last: it sees each resource as the others left it (the HR tag set),
@@ -67,6 +68,8 @@ def observers(conn: Connection) -> Observers:
             # After the index (an admission is matched to a referral through it), before
             # the matcher (which announces the Tasks it writes).
             ReferralWorkflow(conn),
+            # Before the matcher too: it announces the routing Tasks the router writes.
+            OrderRouter(conn),
             SubscriptionMatcher(conn),
         ]
     )

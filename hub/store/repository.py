@@ -338,6 +338,16 @@ class Writer:
         """Whether this unit of work has written Type/id already."""
         return (res_type, res_id) in self._claimed
 
+    def content_of(self, res_type: str, res_id: str) -> str | None:
+        """Type/id's JSON as this unit of work sees it: a create still buffered (not in the
+        table until ``flush``), else the current stored version; None if absent or deleted.
+        For services that read, before the flush, what the same unit just wrote."""
+        for create in self._creates:
+            if (create.res_type, create.res_id) == (res_type, res_id):
+                return create.content
+        current = read_current(self.conn, res_type, res_id)
+        return None if current is None or current.deleted else current.content
+
     def rewrite(self, resource: dict[str, Any], res_id: str) -> None:
         """Replace the version this unit wrote of a resource, keeping its version number.
 

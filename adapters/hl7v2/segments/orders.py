@@ -137,9 +137,10 @@ def _order_details(ctx: Context, group: OrderGroup, request: dict[str, Any]) -> 
     if who is None and group.obr is not None:
         who = practitioner(ctx, group.obr, 16)
     request["requester"] = who or {"reference": ctx.sender.reference}
-    # The filler is the receiving facility (MSH-6) when it is a member: the lab centre for a
-    # township centre's blood count.
-    filler = ctx.community.member(ctx.message.msh.value(6).strip())
+    # The filler is the member the message names where the sender's feed puts it (MSH-6,
+    # the receiving facility, unless community.json's ``orderDestination`` says otherwise):
+    # the lab centre for a township centre's blood count.  Order routing sends the order there.
+    filler = ctx.community.member(_named_destination(ctx, group))
     if filler is not None:
         request["performer"] = [{"reference": filler.reference, "display": filler.name}]
     if group.obr is not None:
@@ -148,6 +149,12 @@ def _order_details(ctx: Context, group: OrderGroup, request: dict[str, Any]) -> 
             request["reasonCode"] = reasons
     if annotations := notes(ctx, group.notes):
         request["note"] = annotations
+
+
+def _named_destination(ctx: Context, group: OrderGroup) -> str:
+    name, field_no, component = ctx.sender.order_destination
+    segment = {"MSH": ctx.message.msh, "ORC": group.orc, "OBR": group.obr}[name]
+    return segment.value(field_no, component).strip() if segment is not None else ""
 
 
 def map_specimens(

@@ -15,6 +15,7 @@ is not active wait for it to be active again; those of a deleted one are failed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -37,6 +38,12 @@ _SECOND = 1_000_000
 _LEASE_MARGIN = 5 * _SECOND
 
 _n = subscription_notifications.c
+
+# Services that must know a notification reached its endpoint (order routing counts a result
+# delivered to a member that speaks FHIR once its rest-hook took it): called with the
+# notification row and its Subscription, in the transaction that records the delivery.
+DeliveredHook = Callable[[Connection, Any, dict[str, Any]], None]
+delivered_hooks: list[DeliveredHook] = []
 
 
 def deliver_due(
@@ -127,6 +134,7 @@ def _attempt(
     with engine.begin() as conn:
         if error is None:
             values.update(status="sent", sent_at=now_micros(), last_error=None)
+            _tell(conn, row, subscription)
         elif attempts >= policy.max_attempts:
             reason = f"{error}; gave up after {attempts} attempts"
             values.update(status="failed", last_error=reason)
@@ -140,6 +148,16 @@ def _attempt(
             delay = int(policy.delay(attempts) * _SECOND)
             values.update(next_attempt_at=now_micros() + delay, last_error=error)
         conn.execute(update(subscription_notifications).where(_n.id == row.id).values(**values))
+
+
+def _tell(conn: Connection, row: Any, subscription: dict[str, Any]) -> None:
+    for hook in delivered_hooks:
+        # In a savepoint: a hook that fails must not make the notification go out again.
+        try:
+            with conn.begin_nested():
+                hook(conn, row, subscription)
+        except Exception:
+            log.exception("notification %s: a delivered hook failed", row.id)
 
 
 def _send(engine: Engine, http: httpx.Client, row: Any, subscription: dict[str, Any]) -> str | None:

@@ -1,0 +1,105 @@
+"""A routed order's result: the order turns ``resulted`` and the result goes back to the
+member that ordered it.
+
+The centre's ORU^R01 is mapped like every result (adapters/hl7v2): a DiagnosticReport
+``basedOn`` the order, found by the placer number the hub sent in ORC-2/OBR-2 with the
+ordering member as its namespace.  A report that is a result (partial, preliminary, final,
+amended, corrected, appended) of a routed order then:
+
+- moves the order to ``resulted`` (the Task completed, its output the report);
+- goes to the ordering member: as ORU^R01 through the outbox to its ``hl7v2-mllp`` Endpoint
+  (``delivered`` once it answers AA), or, for a member that speaks FHIR, through the Task and
+  the report themselves, which its Subscriptions announce.
+
+A report written again with nothing the orderer would see changed (the centre resent its ORU)
+is not sent twice: the ORU is compared with the last one queued for that order.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+
+from adapters.feeds.config import Community
+from hub.queue.outbox import enqueue
+from hub.services.routing.endpoints import member_endpoints, result_channel
+from hub.services.routing.outbound import Addressing, result_message
+from hub.services.routing.status import RESULT_TOPIC, Routed, load, move
+from hub.store.repository import Writer
+from hub.store.schema import outbox
+
+RESULT_STATUSES = frozenset({"partial", "preliminary", "final", "amended", "corrected", "appended"})
+
+
+def based_on(report: dict[str, Any]) -> list[str]:
+    """The ids of the ServiceRequests a report is based on."""
+    return [
+        ref.split("/", 1)[1]
+        for based in report.get("basedOn") or []
+        if (ref := str(based.get("reference") or "")).startswith("ServiceRequest/")
+    ]
+
+
+def _read(writer: Writer, res_type: str, reference: Any) -> dict[str, Any] | None:
+    ref = str((reference or {}).get("reference") or "") if isinstance(reference, dict) else ""
+    if not ref.startswith(f"{res_type}/"):
+        return None
+    content = writer.content_of(res_type, ref.split("/", 1)[1])
+    return orjson.loads(content) if content else None
+
+
+def _body(payload: bytes) -> bytes:
+    """A message without its MSH (whose time and control id differ on every build)."""
+    return payload.split(b"\r", 1)[1] if b"\r" in payload else payload
+
+
+def _queued_before(writer: Writer, routed: Routed, payload: bytes) -> bool:
+    last = writer.conn.execute(
+        select(outbox.c.payload)
+        .where(outbox.c.topic == RESULT_TOPIC, outbox.c.topic_id == routed.id)
+        .order_by(outbox.c.id.desc())
+        .limit(1)
+    ).scalar()
+    return last is not None and _body(bytes(last)) == _body(payload)
+
+
+def report_written(
+    writer: Writer, report_id: str, report: dict[str, Any], community: Community
+) -> None:
+    if report.get("status") not in RESULT_STATUSES:
+        return
+    for request_id in based_on(report):
+        routed = load(writer.conn, request_id=request_id)
+        if routed is None:
+            continue
+        orderer = community.member(routed.orderer)
+        channel = result_channel(member_endpoints(writer.conn, orderer.org_id)) if orderer else None
+        if orderer is None or channel is None or channel.kind != "hl7v2":
+            # A member speaking FHIR (or with no Endpoint) reads the report the Task points at.
+            move(writer, routed, "resulted", report_id=report_id)
+            continue
+        request = _read(writer, "ServiceRequest", {"reference": f"ServiceRequest/{request_id}"})
+        observations = [
+            found
+            for ref in report.get("result") or []
+            if (found := _read(writer, "Observation", ref)) is not None
+        ]
+        payload = result_message(
+            report,
+            observations,
+            request=request,
+            patient=_read(writer, "Patient", (request or report).get("subject")),
+            encounter=_read(writer, "Encounter", (request or {}).get("encounter")),
+            orderer=orderer,
+            address=Addressing(orderer, uuid.uuid4().hex[:20], datetime.now(community.tz)),
+            community=community,
+        )
+        if _queued_before(writer, routed, payload):
+            continue  # the same result again: the orderer has it, or it is on its way
+        routed = move(writer, routed, "resulted", report_id=report_id)
+        assert channel.destination is not None
+        enqueue(writer.conn, channel.destination, payload, topic=RESULT_TOPIC, topic_id=routed.id)

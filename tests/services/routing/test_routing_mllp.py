@@ -1,0 +1,74 @@
+"""Orders from a township HIS over MLLP reach the regional centres' systems over MLLP, and the
+results come back to the township HIS: every message once, in order, statuses as they move."""
+
+from __future__ import annotations
+
+from tests.services.routing.conftest import Hub, eventually
+from tests.services.routing.messages import order, result
+from tests.services.routing.peers import Peer
+
+CHEST_XRAY = "36643-5^胸部X线正侧位^LN"
+
+
+def test_orders_reach_the_centres_and_results_come_back_once_in_order(hub: Hub) -> None:
+    with Peer() as lis, Peer() as ris, Peer() as his:
+        hub.point("XJYZX", lis.url)
+        hub.point("XYXZX", ris.url)
+        hub.point("QSWSY", his.url)
+        hub.send(
+            order("Q1", "QS-1"),
+            order("Q2", "QS-2", test=CHEST_XRAY, structure="OML^O21^OML_O21"),
+            order("Q3", "QS-3", test="XT^血糖^L"),
+        )
+        eventually(lambda: hub.statuses() == ["accepted"] * 3, what="three accepted orders")
+        # The lab centre takes OML^O21, the imaging centre ORM^O01 (their Endpoints say so).
+        assert lis.orders() == [("OML^O21", "NW", "QS-1"), ("OML^O21", "NW", "QS-3")]
+        assert ris.orders() == [("ORM^O01", "NW", "QS-2")]
+        first = lis.messages()[0]
+        assert first.msh.value(6) == "XJYZX" and first.msh.value(5) == "LIS"
+        pid = first.first("PID")
+        assert pid is not None and pid.value(3) == "QS9" and pid.value(3, 4) == "QSWSY"
+        assert pid.value(5) == "欧阳" and pid.value(7) == "19920315"
+        pv1 = first.first("PV1")
+        assert pv1 is not None and pv1.value(19) == "QSWSYVQS-1"
+        obr = first.first("OBR")
+        assert obr is not None and (obr.value(2), obr.value(2, 2)) == ("QS-1", "QSWSY")
+        # The centre's own code first (from its ConceptMap), LOINC beside it.
+        assert (obr.value(4), obr.value(4, 3), obr.value(4, 4)) == ("CBC", "L", "58410-2")
+
+        hub.send(
+            result("L1", "QS-1", "F1"),
+            result("L2", "QS-3", "F3", test="GLU^血糖^L", value="5.2"),
+        )
+        eventually(lambda: len(his.messages()) == 2, what="two results at the township HIS")
+        eventually(
+            lambda: hub.statuses() == ["delivered", "accepted", "delivered"],
+            what="results delivered",
+        )
+        assert [(k, c, p) for k, c, p in his.orders()] == [
+            ("ORU^R01", "RE", "QS-1"),
+            ("ORU^R01", "RE", "QS-3"),
+        ]
+        oru = his.messages()[0]
+        assert oru.msh.value(18) == "GB 18030-2000"  # the township HIS's character set
+        obx = oru.first("OBX")
+        assert obx is not None and obx.value(5) == "6.5" and obx.value(3) == "BXB"
+
+        # The same result resent by the LIS (a new control id) is not delivered again.
+        hub.send(result("L1-again", "QS-1", "F1"))
+        eventually(hub.settled, what="the resend applied")
+        eventually(lambda: len(hub.outbox(topic="route-result")) == 2)
+        assert len(his.messages()) == 2 and len(lis.messages()) == 2 and len(ris.messages()) == 1
+
+    # Through FHIR: the report is based on the order, the Task shows the status.
+    [routed] = hub.routed(request_id=hub.routed()[0].request_id)
+    report = hub.client.get(f"/fhir/DiagnosticReport/{routed.report_id}").json()
+    assert report["basedOn"] == [{"reference": f"ServiceRequest/{routed.request_id}"}]
+    task = hub.task(routed.request_id)
+    assert task["status"] == "completed"
+    assert task["businessStatus"]["coding"][0]["code"] == "delivered"
+    assert task["owner"] == {"reference": "Organization/XJYZX"}
+    assert task["requester"] == {"reference": "Organization/QSWSY"}
+    assert task["output"][0]["valueReference"] == {
+        "reference": f"DiagnosticReport/{routed.report_id}"
+    }
