@@ -11,6 +11,7 @@ import orjson
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from hub.fhir.validation import validate_resource
 from hub.services.subscriptions.delivery import deliver_due
 from hub.store.schema import feedback_documents, referrals
 from tests.services.feedback.messages import Person, Stay, adt
@@ -106,6 +107,7 @@ def test_green_channel_up_referral_end_to_end(
         feed(adt("A03", ZHANG_XR, stay, stay.discharged))
         task = task_of(client, sr["id"])
         assert task["status"] == "completed" and "end" in task["executionPeriod"]
+        validate_resource(task, "Task")  # as the hub left it: valid R4
         assert client.get(f"/fhir/ServiceRequest/{sr['id']}").json()["status"] == "completed"
         assert _encounter(client, "V-REF-1")["basedOn"] == encounter["basedOn"]
         # Both sides heard every step of the Task, in order; nobody else heard anything.
@@ -180,6 +182,7 @@ def test_down_referral_carries_the_discharge_document(
     xr = encounter["subject"]["reference"].split("/")[1]
     # The hospital refers him down to his own township centre for recovery.
     sr = refer(client, referral(xr, "XRMYY", "QSWSY"))
+    validate_resource(sr, "ServiceRequest")
     document = f"fb-{encounter['id']}"
     assert sr["supportingInfo"][0] == {
         "reference": f"Bundle/{document}",
