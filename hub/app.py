@@ -28,6 +28,7 @@ from hub.fhir.errors import Conflict, FhirError, Issue, operation_outcome
 from hub.fhir.operations import router as operations_router
 from hub.fhir.responses import error_response, fhir_response
 from hub.fhir.routes import router as fhir_router
+from hub.ops.http import instrument
 from hub.runtime import tune_gc
 from hub.services.context import set_community
 
@@ -80,7 +81,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
+        # Liveness only: no I/O, so a slow store never gets a live process restarted.
         return {"status": "ok"}
+
+    instrument(app)  # /readyz, /metrics, correlation ids and request latency
 
     @app.exception_handler(FhirError)
     async def on_fhir_error(_request: Request, exc: FhirError) -> Response:

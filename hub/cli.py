@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from hub.config import load_settings
+from hub.ops.commands import register as register_process_commands
 
 app = typer.Typer(help="County medical community records hub (FHIR R4).", no_args_is_help=True)
 console = Console(stderr=True)
@@ -44,13 +45,13 @@ def serve(
     """
     import os
 
-    import uvicorn
-
+    from hub.ops.process import run_http, setup
     from hub.store.migrate import upgrade
 
     settings = load_settings(
         config, db_url=db, host=host, port=port, mllp_port=mllp_port, mllp_host=mllp_host
     )
+    setup(settings, default_format="text", workers=workers)  # before metrics are imported
     upgrade(settings.db_url)
     _load_profiles(settings)
     feeds = _feed_service(settings) if feed_worker or settings.mllp_port else None
@@ -70,18 +71,13 @@ def serve(
         if feeds.port is not None:
             console.print(f"[green]hub[/] HL7 v2 over MLLP at {settings.mllp_host}:{feeds.port}")
     try:
-        uvicorn.run(
-            "hub.asgi:app" if workers > 1 else _app(settings, feeds),
-            host=settings.host,
-            port=settings.port,
-            workers=workers,
-            log_level=settings.log_level,
-            # Request lines carry search parameters (identifiers, names): nothing clinical in logs.
-            access_log=False,
-        )
+        # On SIGTERM: requests in flight finish, then the feeds drain (MLLP ACKs the messages
+        # in hand, the worker finishes what it is applying), each within the shutdown timeout.
+        app_ = "hub.asgi:app" if workers > 1 else _app(settings, feeds)
+        run_http(app_, settings, workers=workers)
     finally:
         if feeds is not None:
-            feeds.stop()
+            feeds.stop(settings.shutdown_timeout)
 
 
 def _load_profiles(settings: Any) -> None:
@@ -179,17 +175,24 @@ def worker(
         int,
         typer.Option(help="Lower this process's CPU priority by N, to favour ACK latency"),
     ] = 0,
+    scheduler: Annotated[
+        bool, typer.Option(help="Run the monthly feedback schedule here too (see hub scheduler)")
+    ] = True,
+    ops_port: Annotated[
+        int | None,
+        typer.Option("--ops-port", help="Serve /healthz, /readyz, /metrics (env HUB_OPS_PORT)"),
+    ] = None,
 ) -> None:
     """Apply inbox messages, deliver the outbox and poll SQL feeds, in a process of its own.
 
     Run one of these beside ``hub serve --no-feed-worker`` so feed intake (ACK latency) and
     applying messages do not share one interpreter.
     """
+    import logging
     import os
-    import signal
-    import threading
 
-    from hub.store.migrate import upgrade
+    from hub.ops.commands import start_ops_server
+    from hub.ops.process import on_stop, prepare_store, setup, wait_for_stop
 
     if nice > 0:
         # Applying is throughput work; acknowledging (hub serve) is latency work: on shared
@@ -197,20 +200,23 @@ def worker(
         # 2-core machine nice 5 took ACK p99 at 200/s from ~26-47 to 24 ms, end to end from
         # ~145 to ~120 messages/s).
         os.nice(nice)
-    settings = load_settings(config, db_url=db, feed_workers=threads)
-    upgrade(settings.db_url)
-    _load_profiles(settings)
-    service = _feed_service(settings.model_copy(update={"mllp_port": None}))
+    settings = load_settings(config, db_url=db, feed_workers=threads, ops_port=ops_port)
+    setup(settings, default_format="json")
+    prepare_store(settings)
+    # The lease makes one leader wherever the schedule runs; production gives it a process of
+    # its own (hub scheduler) and runs its workers with --no-scheduler.
+    off = {} if scheduler else {"feedback_schedule": False}
+    service = _feed_service(settings.model_copy(update={"mllp_port": None, **off}))
     service.start()
     from hub.runtime import tune_gc
 
     tune_gc()
-    console.print(f"[green]hub[/] feed worker on {_redact(settings.db_url)}")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
-    service.stop()  # finishes the message in hand; nothing acknowledged is lost
+    ops = start_ops_server(settings, service.engine)
+    logging.getLogger("hub.process").info("feed worker on %s", _redact(settings.db_url))
+    wait_for_stop()
+    # Finishes the messages in hand (each applies in one transaction); nothing acknowledged
+    # is lost: whatever is still pending is applied by the next worker to start.
+    on_stop(lambda: service.stop(settings.shutdown_timeout), *([ops.stop] if ops else []))
 
 
 @app.command()
@@ -359,6 +365,9 @@ def _engine_and_community(settings: Any) -> tuple[Any, Any]:
     community = load_community(settings.community) if settings.community else demo_community()
     return make_engine(settings.db_url), community
 
+
+# hub api, hub mllp, hub scheduler: the parts of ``hub serve`` as processes of their own.
+register_process_commands(app)
 
 if __name__ == "__main__":
     app()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -57,6 +57,19 @@ class Settings(BaseSettings):
     # message becomes a dead letter for the office to replay, and how long to wait for an ACK.
     outbox_max_attempts: int = Field(default=12, ge=1)
     outbox_timeout: float = Field(default=30.0, gt=0)
+    # Operations (hub.ops).  Redis, when the hub uses one: /readyz checks that it answers.
+    redis_url: str | None = None
+    # json (one object per line) or text; unset: json for hub api|mllp|worker|scheduler,
+    # text for hub serve (a developer's terminal).
+    log_format: Literal["json", "text"] | None = None
+    # /readyz reports not ready past these (0: no limit): intake should slow down, not pile up.
+    ready_max_inbox_depth: int = Field(default=10_000, ge=0)
+    ready_max_inbox_age: float = Field(default=900.0, ge=0)
+    # hub mllp|worker|scheduler serve /healthz, /readyz and /metrics here (no port: not served).
+    ops_host: str = "127.0.0.1"
+    ops_port: int | None = None
+    # On SIGTERM: how long in-flight work (requests, MLLP messages, applying) may take to finish.
+    shutdown_timeout: float = Field(default=20.0, gt=0)
 
 
 def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import socket
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 
 from adapters.logsafe import describe
@@ -50,8 +51,11 @@ class MLLPServer:
         # default.  TCP keepalive (set on every connection) finds peers that vanished.
         idle_timeout: float | None = None,
         tls: ssl.SSLContext | None = None,
+        # Told the seconds from a frame fully received to its answer written (ACK latency).
+        on_answered: Callable[[float], None] | None = None,
     ) -> None:
         self.handler = handler
+        self.on_answered = on_answered
         self.fallback = fallback
         self.host = host
         self.port = port
@@ -60,6 +64,9 @@ class MLLPServer:
         self.tls = tls
         self._server: asyncio.base_events.Server | None = None
         self._clients: set[asyncio.Task[None]] = set()
+        # Connections with a message in hand (read, not yet answered): stop() lets them finish.
+        self._busy: set[asyncio.Task[None]] = set()
+        self._stopping = False
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(
@@ -72,15 +79,29 @@ class MLLPServer:
         sock = self._server.sockets[0]
         self.port = sock.getsockname()[1]
 
-    async def stop(self) -> None:
-        """Stop accepting, then let open connections finish the message in hand."""
+    async def stop(self, grace: float = 30.0) -> None:
+        """Stop accepting, then let open connections finish the message in hand.
+
+        A connection waiting for its next frame is closed at once (the sender resends whatever
+        it had not had an ACK for); one whose message is being stored gets up to ``grace``
+        seconds to write the ACK, then is closed.  Whatever was stored and not acknowledged
+        is recognised as a resend later, never stored twice.
+        """
+        self._stopping = True
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
-        for task in list(self._clients):
+        for task in list(self._clients - self._busy):
             task.cancel()
+        busy = list(self._busy)
+        if busy:
+            _, late = await asyncio.wait(busy, timeout=grace)
+            for task in late:
+                task.cancel()
         if self._clients:
             await asyncio.gather(*self._clients, return_exceptions=True)
+        if self._server is not None:
+            # After the connections: from Python 3.12 wait_closed also waits for them.
+            await self._server.wait_closed()
 
     async def _serve_client(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -92,16 +113,25 @@ class MLLPServer:
         address = writer.get_extra_info("peername")
         peer = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
         try:
-            while True:
+            while not self._stopping:
                 payload = await asyncio.wait_for(
                     read_frame(reader, self.max_frame), self.idle_timeout
                 )
                 if payload is None:
                     return
-                answer = await self._answer(payload, peer)
-                if answer is not None:
-                    writer.write(frame(answer))
-                    await writer.drain()
+                received = time.perf_counter()
+                if task is not None:
+                    self._busy.add(task)
+                try:
+                    answer = await self._answer(payload, peer)
+                    if answer is not None:
+                        writer.write(frame(answer))
+                        await writer.drain()
+                        if self.on_answered is not None:
+                            self.on_answered(time.perf_counter() - received)
+                finally:
+                    if task is not None:
+                        self._busy.discard(task)
         except FramingError as exc:
             log.warning("mllp %s: %s; closing the connection", peer, exc)
         except TimeoutError:

@@ -19,6 +19,7 @@ from adapters.feeds.config import Community
 from adapters.hl7v2.ack import minimal_ack_for
 from adapters.mllp.listener import MLLPServer
 from adapters.sqlview.config import load_sql_feeds
+from hub.ops.metrics import ACK_LATENCY
 from hub.queue.intake import receive
 from hub.queue.outbox import OutboxDelivery, Policy
 from hub.queue.sql_intake import SqlPoller
@@ -69,7 +70,13 @@ class FeedService:
         self._pool = ThreadPoolExecutor(intake_threads, thread_name_prefix="intake")
         # No port: only the worker runs (HTTP intake and files still feed the inbox).
         self.server = (
-            MLLPServer(self.handle, host=mllp_host, port=mllp_port, fallback=reject_unexpected)
+            MLLPServer(
+                self.handle,
+                host=mllp_host,
+                port=mllp_port,
+                fallback=reject_unexpected,
+                on_answered=ACK_LATENCY.observe,
+            )
             if mllp_port is not None
             else None
         )
@@ -128,17 +135,19 @@ class FeedService:
         self._ready.set()
         self._loop.run_forever()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
+        """Drain: the listener ACKs the messages in hand and closes (``timeout`` at most), the
+        intake pool finishes storing, then the worker finishes the messages it is applying."""
         if self.server is not None and self._thread is not None and self._thread.is_alive():
-            future = asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop)
+            future = asyncio.run_coroutine_threadsafe(self.server.stop(timeout), self._loop)
             try:
-                future.result(30)
+                future.result(timeout + 5)
             finally:
                 self._loop.call_soon_threadsafe(self._loop.stop)
                 self._thread.join(30)
         self._pool.shutdown(wait=True)
         if self.worker is not None:
-            self.worker.stop()
+            self.worker.stop(timeout)
         if self.delivery is not None:
             self.delivery.stop()
         if self.scheduler is not None:

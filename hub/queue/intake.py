@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from adapters.hl7v2.mapped import Mapped
 from adapters.hl7v2.text import CHARSETS, msh_fields
 from adapters.logsafe import describe
+from hub.ops import metrics
+from hub.ops.logs import bind, correlated, hl7_correlation_id, safe_id
 from hub.search.values import format_instant
 from hub.store.repository import new_id, now_micros
 from hub.store.schema import inbox
@@ -177,7 +179,46 @@ def receive(
     transport: str,
     peer: str | None = None,
 ) -> Receipt:
-    """Read, map, store and acknowledge one message.  Never raises for bad input."""
+    """Read, map, store and acknowledge one message.  Never raises for bad input.
+
+    Everything logged meanwhile carries the message's correlation id (sender and control id,
+    then its inbox id); the received/failed counters are bumped here, whatever the transport.
+    """
+    header = msh_fields(raw)
+
+    def msh(n: int) -> str:
+        return header[n - 1].split("^")[0].strip() if len(header) >= n else ""
+
+    sender, control_id = msh(4), msh(10)
+    message_type = header[8] if len(header) >= 9 else ""
+    with correlated(
+        hl7_correlation_id(sender, control_id),
+        sender=safe_id(sender),
+        control_id=safe_id(control_id),
+        transport=transport,
+    ):
+        receipt = _receive(engine, raw, community, transport=transport, peer=peer)
+        metrics.count_received(sender, message_type, receipt.code)
+        bind(inbox_id=receipt.inbox_id)
+        log.info(
+            "received",
+            extra={
+                "message_type": metrics.message_type_label(message_type),
+                "ack": receipt.code,
+                "status": receipt.status,
+            },
+        )
+        return receipt
+
+
+def _receive(
+    engine: Engine,
+    raw: bytes,
+    community: Community,
+    *,
+    transport: str,
+    peer: str | None = None,
+) -> Receipt:
     from adapters.hl7v2.mapped import MappingError
 
     header = msh_fields(raw)

@@ -27,6 +27,8 @@ from sqlalchemy.exc import OperationalError
 from adapters.logsafe import describe
 from hub.fhir.errors import FhirError
 from hub.fhir.transaction import process_bundle
+from hub.ops import metrics
+from hub.ops.logs import correlated, hl7_correlation_id, safe_id
 from hub.queue.app_ack import queue_application_acks
 from hub.queue.group_apply import mergeable_runs
 from hub.queue.merge_guard import swapped_repeat
@@ -49,6 +51,8 @@ class _Message:
     status: str
     message_type: str
     bundle: dict[str, Any] | None
+    sender: str = ""  # for the metrics' labels and the logs' correlation id
+    control_id: str = ""
 
     @property
     def mergeable(self) -> bool:
@@ -69,12 +73,23 @@ class _Message:
 def _load(engine: Engine, ids: list[int]) -> dict[int, _Message]:
     with engine.connect() as conn:
         rows = conn.execute(
-            select(inbox.c.id, inbox.c.status, inbox.c.message_type, inbox.c.bundle).where(
-                inbox.c.id.in_(ids)
-            )
+            select(
+                inbox.c.id,
+                inbox.c.status,
+                inbox.c.message_type,
+                inbox.c.bundle,
+                inbox.c.sender,
+                inbox.c.control_id,
+            ).where(inbox.c.id.in_(ids))
         ).all()
     return {
-        r.id: _Message(r.status, r.message_type, orjson.loads(r.bundle) if r.bundle else None)
+        r.id: _Message(
+            r.status,
+            r.message_type,
+            orjson.loads(r.bundle) if r.bundle else None,
+            r.sender,
+            r.control_id,
+        )
         for r in rows
     }
 
@@ -116,6 +131,19 @@ def _apply_one(engine: Engine, inbox_id: int, message: _Message | None) -> str:
     """Apply one message on its own; its status afterwards (applied, failed, skipped, ...)."""
     if message is None:
         return "missing"
+    with correlated(
+        hl7_correlation_id(message.sender, message.control_id),
+        sender=safe_id(message.sender),
+        control_id=safe_id(message.control_id),
+        inbox_id=inbox_id,
+    ):
+        status = _apply_one_in_context(engine, inbox_id, message)
+    if message.status == "pending":  # what this attempt did, not a status read back
+        metrics.count_applied(message.sender, message.message_type, status)
+    return status
+
+
+def _apply_one_in_context(engine: Engine, inbox_id: int, message: _Message) -> str:
     if message.status != "pending" or message.bundle is None:
         return message.status
     if message.is_merge:
@@ -187,13 +215,18 @@ def apply_messages(engine: Engine, ids: list[int]) -> dict[str, int]:
         run_ids = [ids[i] for i in run]
         if len(run) > 1:
             try:
-                _apply(engine, run_ids, [plan[i] for i in run])
+                # One correlation id for the group commit; its log fields list the messages.
+                with correlated(f"inbox-group:{run_ids[0]}+{len(run_ids)}", inbox_ids=run_ids):
+                    _apply(engine, run_ids, [plan[i] for i in run])
             except OperationalError:
                 raise
             except Exception:  # refused, raced, or a bug: one by one isolates the culprit
                 pass
             else:
                 counts["applied"] = counts.get("applied", 0) + len(run)
+                for inbox_id in run_ids:
+                    if (message := loaded.get(inbox_id)) is not None:
+                        metrics.count_applied(message.sender, message.message_type, "applied")
                 continue
         for inbox_id in run_ids:
             status = _apply_one(engine, inbox_id, loaded.get(inbox_id))

@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.exc import OperationalError
 
 from hub.fhir.errors import FhirError
+from hub.ops.metrics import SUBSCRIPTION_DELIVERIES
 from hub.queue.outbox import OutboxDelivery, Policy
 from hub.services.subscriptions.observer import is_live
 from hub.store import repository as repo
@@ -148,6 +149,8 @@ def _attempt(
             delay = int(policy.delay(attempts) * _SECOND)
             values.update(next_attempt_at=now_micros() + delay, last_error=error)
         conn.execute(update(subscription_notifications).where(_n.id == row.id).values(**values))
+    # Counted once the outcome is committed: sent, failed (gave up) or retry.
+    SUBSCRIPTION_DELIVERIES.labels(values.get("status", "retry")).inc()
 
 
 def _tell(conn: Connection, row: Any, subscription: dict[str, Any]) -> None:

@@ -1,0 +1,125 @@
+"""What every long-running hub process does at start and at SIGTERM.
+
+Imports stay light here: the metrics directory must be chosen before prometheus_client is
+first imported (the client picks file-backed or in-memory values at import time).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hub.config import Settings
+from hub.ops.logs import LogFormat, configure_logging
+
+log = logging.getLogger("hub.process")
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def setup(settings: Settings, *, default_format: LogFormat, workers: int = 1) -> None:
+    """Logging in the process's format; a shared metrics directory when several processes
+    serve one endpoint.  Call before anything imports hub.ops.metrics."""
+    fmt = settings.log_format or default_format
+    # uvicorn's worker processes build their app from the environment (hub.asgi).
+    os.environ["HUB_LOG_FORMAT"] = fmt
+    configure_logging(fmt, settings.log_level)
+    if workers > 1 and not os.environ.get(MULTIPROC_ENV):
+        os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="hub-metrics-")
+    folder = os.environ.get(MULTIPROC_ENV)
+    if folder:
+        # The client's documented requirement: values of an earlier run would be summed in.
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        for stale in Path(folder).glob("*.db"):
+            stale.unlink(missing_ok=True)
+
+
+def prepare_store(settings: Settings, *, attempts: int = 3) -> None:
+    """Migrate (a no-op at head) and load the community's resources from profiles/.
+
+    Several processes start together in production (api replicas, mllp, workers): two of them
+    writing the same new resource at once makes one fail on the unique key, so try again; the
+    second pass finds everything written and changes nothing.
+    """
+    from sqlalchemy.exc import DBAPIError
+
+    from adapters.feeds.config import demo_community, load_community
+    from hub.db import make_engine
+    from hub.feeds.bootstrap import load_community_resources
+    from hub.services.recognition.marking import remark_if_changed
+    from hub.store.migrate import upgrade
+
+    community = load_community(settings.community) if settings.community else demo_community()
+    for attempt in range(1, attempts + 1):
+        engine = make_engine(settings.db_url, pool_size=1, max_overflow=1)
+        try:
+            upgrade(settings.db_url)
+            written = load_community_resources(engine, community)
+            remarked = remark_if_changed(engine)
+        except DBAPIError as exc:
+            if attempt == attempts:
+                raise
+            log.warning("preparing the store: %s; trying again", type(exc).__name__)
+            time.sleep(attempt)
+            continue
+        finally:
+            engine.dispose()
+        if written:
+            log.info("loaded %d community resources from profiles/", written)
+        if remarked:
+            log.info("certifications changed: %d reports re-marked (HR)", remarked)
+        return
+
+
+def wait_for_stop() -> int:
+    """Block until SIGTERM or SIGINT; the signal's number."""
+    stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    stop.wait()
+    log.info("signal %s: draining", signal.Signals(received[0]).name)
+    return received[0]
+
+
+def run_http(app: Any, settings: Settings, *, workers: int = 1) -> None:
+    """uvicorn with a graceful shutdown: on SIGTERM it stops accepting and lets requests in
+    flight finish (``shutdown_timeout`` at most), then returns here."""
+    import uvicorn
+
+    # uvicorn re-raises the signal that stopped it once it has drained, under the handler it
+    # found at start; this one only notes it, so the caller's own shutdown (the feeds of
+    # ``hub serve``) still runs and the process exits 0 instead of dying by the signal.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        log_level=settings.log_level,
+        log_config=None,  # keep the hub's formatter (JSON lines) for uvicorn's loggers too
+        access_log=False,  # request lines can carry identifiers; hub.http logs the route
+        timeout_graceful_shutdown=int(settings.shutdown_timeout),
+    )
+
+
+def on_stop(*steps: Callable[[], None]) -> None:
+    """Run shutdown steps in order; one that fails does not skip the rest."""
+    for step in steps:
+        try:
+            step()
+        except Exception:
+            log.exception("shutdown step failed")
