@@ -83,12 +83,15 @@ def serve(
 def _load_profiles(settings: Any) -> None:
     """The community's Organizations, NamingSystems and code maps, written when they changed."""
     from hub.feeds.bootstrap import load_community_resources
+    from hub.security.clients import load_profile_clients
     from hub.services.recognition.marking import remark_if_changed
 
     engine, community = _engine_and_community(settings)
     try:
         written = load_community_resources(engine, community)
         remarked = remark_if_changed(engine)
+        load_profile_clients(engine)
+        _ensure_admin(settings, engine)
     finally:
         engine.dispose()
     if written:
@@ -356,6 +359,121 @@ def remark_reports(db: DbOption = None, config: ConfigOption = None) -> None:
     upgrade(settings.db_url)
     changed = remark(make_engine(settings.db_url))
     console.print(f"{changed} reports re-marked")
+
+
+clients_app = typer.Typer(help="The clients that may call the hub (OAuth2 client credentials).")
+app.add_typer(clients_app, name="clients")
+
+
+@clients_app.command("add")
+def clients_add(
+    client_id: Annotated[str, typer.Option("--id", help="The client id")],
+    scopes: Annotated[str, typer.Option(help="The most it may ask for, e.g. 'system/*.rs'")],
+    org: Annotated[str | None, typer.Option(help="Its member organisation (code)")] = None,
+    name: Annotated[str | None, typer.Option(help="A name for people")] = None,
+    role: Annotated[
+        list[str] | None, typer.Option("--role", help="member (default), archive, office, admin")
+    ] = None,
+    serves: Annotated[
+        list[str] | None, typer.Option(help="An archive system's centres (repeat)")
+    ] = None,
+    jwks: Annotated[
+        str | None, typer.Option(help="File of its public JWKS (private_key_jwt, preferred)")
+    ] = None,
+    secret: Annotated[bool, typer.Option(help="Make a client secret and print it once")] = False,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Register (or replace) a client; it proves itself with its JWKS or a secret."""
+    import json
+    from pathlib import Path
+
+    from hub.security import clients
+    from hub.store.migrate import upgrade
+
+    settings = load_settings(config, db_url=db)
+    upgrade(settings.db_url)
+    engine, community = _engine_and_community(settings)
+    if org is not None and community.member(org) is None:
+        raise typer.BadParameter(f"--org {org!r} is not a member of the community")
+    if not jwks and not secret:
+        raise typer.BadParameter("give --jwks FILE (preferred) or --secret")
+    keys = json.loads(Path(jwks).read_text(encoding="utf-8")) if jwks else None
+    made = clients.new_secret() if secret else None
+    try:
+        clients.put(
+            engine, client_id, name=name or client_id, org=org, roles=set(role or ["member"]),
+            scopes=scopes, secret=made, jwks=keys, serves=set(serves or ()),
+        )  # fmt: skip
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    console.print(f"client {client_id} registered ({'JWKS' if keys else 'secret'}; {scopes})")
+    if made:
+        console.print("its secret (shown once; the hub keeps only a hash):")
+        print(made)
+
+
+@clients_app.command("list")
+def clients_list(db: DbOption = None, config: ConfigOption = None) -> None:
+    """The registered clients and what they may be granted."""
+    from hub.security import clients
+
+    settings = load_settings(config, db_url=db)
+    engine, _ = _engine_and_community(settings)
+    with engine.connect() as conn:
+        for c in clients.all_clients(conn):
+            how = "jwks" if c.jwks else "secret" if c.secret_hash else "no credentials"
+            print(f"{c.client_id}\t{c.org or '-'}\t{','.join(sorted(c.roles))}\t{how}\t{c.scopes}")
+
+
+@app.command()
+def token(
+    client: Annotated[str | None, typer.Option("--client", help="Mint for this client id")] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="The local admin client")] = False,
+    scope: Annotated[str | None, typer.Option(help="Ask for less than the client may have")] = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Print a bearer access token, alone on its last line (for scripts: $(hub token ...)).
+
+    Minted on the hub's own host from the store (whoever can read the store is the office)."""
+    from hub.security import clients
+    from hub.security.admin_client import ADMIN_CLIENT_ID
+    from hub.security.clients import AuthError, load_profile_clients
+    from hub.security.keys import KeyRing
+    from hub.security.tokens import issue, token_issuer
+    from hub.store.migrate import upgrade
+
+    if admin == (client is not None):
+        raise typer.BadParameter("give exactly one of --client ID and --admin")
+    settings = load_settings(config, db_url=db)
+    upgrade(settings.db_url)
+    engine, _ = _engine_and_community(settings)
+    if admin:
+        _ensure_admin(settings, engine)
+    load_profile_clients(engine)
+    wanted = ADMIN_CLIENT_ID if admin else str(client)
+    with engine.connect() as conn:
+        found = clients.get(conn, wanted)
+    if found is None or found.disabled:
+        raise typer.BadParameter(f"no client {wanted!r} (hub clients list)")
+    issuer = token_issuer(settings)
+    try:
+        answer = issue(KeyRing(engine), found, scope, issuer=issuer, audience=f"{issuer}/fhir")
+    except AuthError as exc:
+        raise typer.BadParameter(exc.description) from exc
+    console.print(f"token for {wanted}: {answer['scope']}, {answer['expires_in']} s")
+    print(answer["access_token"])
+
+
+def _ensure_admin(settings: Any, engine: Any) -> None:
+    from hub.security.admin_client import credentials_path, ensure_admin_client
+
+    path = credentials_path(settings.db_url, settings.admin_credentials)
+    made = ensure_admin_client(engine, path)
+    if made is not None:
+        console.print(f"[yellow]hub[/] made the local admin client; its credentials are in {made}"
+                      " (readable by you only)")  # fmt: skip
 
 
 def _engine_and_community(settings: Any) -> tuple[Any, Any]:

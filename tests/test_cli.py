@@ -129,3 +129,36 @@ def test_feedback_command_runs_a_month(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert bad.returncode != 0 and "YYYY-MM" in bad.stderr
+
+
+def test_token_and_clients_commands(tmp_path: Path) -> None:
+    """The local admin client appears on first use with its credentials file readable by its
+    owner only; `hub token` prints a bearer token alone on its last line."""
+    db = f"sqlite:///{tmp_path / 'hub.db'}"
+
+    def hub(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*HUB, *args, "--db", db], capture_output=True, text=True,
+                              timeout=120)  # fmt: skip
+
+    admin = hub("token", "--admin")
+    assert admin.returncode == 0, admin.stderr
+    creds = tmp_path / "hub.db.admin.json"
+    assert creds.exists() and (creds.stat().st_mode & 0o777) == 0o600
+    assert (
+        str(creds) in " ".join(admin.stderr.split()).replace(" ", "")
+        or "admin.json" in admin.stderr
+    )
+    last = admin.stdout.strip().splitlines()[-1]
+    assert last.count(".") == 2 and " " not in last  # a JWT, alone
+    added = hub("clients", "add", "--id", "qs-his", "--org", "QSWSY", "--scopes",
+                "system/Patient.rs", "--secret")  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    secret = added.stdout.strip().splitlines()[-1]
+    listed = hub("clients", "list").stdout
+    assert "qs-his\tQSWSY\tmember\tsecret" in listed and secret not in listed
+    minted = hub("token", "--client", "qs-his", "--scope", "system/Patient.read")
+    assert minted.returncode == 0 and "system/Patient.read" in minted.stderr
+    refused = hub("token", "--client", "qs-his", "--scope", "system/*.cruds")
+    assert refused.returncode != 0
+    assert hub("clients", "add", "--id", "x", "--org", "NOPE", "--scopes", "system/*.rs",
+               "--secret").returncode != 0  # fmt: skip

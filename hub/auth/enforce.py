@@ -12,7 +12,7 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from hub.fhir.errors import FhirError
-from hub.security.checks import Forbidden, acting_as, check_operation, require
+from hub.security.checks import Forbidden, acting_as, centres, check_operation, require
 from hub.security.rules import Rules, path_matches, rules
 from hub.security.tokens import Principal, TokenError, token_issuer, verify
 
@@ -40,6 +40,8 @@ def _fhir(principal: Principal, method: str, parts: list[str], query: dict[str, 
     op = next((p for p in parts if p.startswith("$")), None)
     if op is not None:
         check_operation(principal, "" if parts[0].startswith("$") else parts[0], op)
+        if "archive" in principal.roles and not principal.is_office:
+            _archive_operation(principal, parts, op)
         return
     res_type = parts[0]
     if parts[0] == "_history":
@@ -56,15 +58,34 @@ def _fhir(principal: Principal, method: str, parts: list[str], query: dict[str, 
         _archive_request(principal, res_type, letter, query, table)
 
 
+_ARCHIVE_OPERATIONS = frozenset(
+    {"$inpatient-feedback", "$document", "$export", "$export-status", "$export-file"}
+)
+
+
+def _archive_operation(principal: Principal, parts: list[str], op: str) -> None:
+    """An archive system pulls its centres' month, their documents, and exports of their
+    residents (Group/residents-<centre>), nothing else."""
+    mine = centres(principal)
+    if op not in _ARCHIVE_OPERATIONS:
+        raise Forbidden(f"a health-archive system may not use {op}")
+    if op == "$inpatient-feedback" and parts[1] not in mine:
+        raise Forbidden(f"Organization/{parts[1]} is not a centre this system serves")
+    if op == "$export" and not (
+        len(parts) == 3 and parts[0] == "Group" and parts[1].removeprefix("residents-") in mine
+    ):
+        raise Forbidden("a health-archive system exports only Group/residents-<its centre>")
+
+
 def _archive_request(principal: Principal, res_type: str, letter: str, query: dict[str, str],
                      table: Rules) -> None:  # fmt: skip
     param = table.archive_reads.get(res_type)
     if param is None or letter not in "rs":
         raise Forbidden(f"a health-archive system may not use {res_type} this way")
-    if letter == "s" and query.get(param, "").split("/")[-1] != principal.org:
+    if letter == "s" and query.get(param, "").split("/")[-1] not in centres(principal):
         raise Forbidden(
-            f"a health-archive system searches {res_type} with {param}=Organization/"
-            f"{principal.org} (its own organisation)"
+            f"a health-archive system searches {res_type} with {param}=Organization/<id> of "
+            f"a centre it serves ({', '.join(sorted(centres(principal)))})"
         )
 
 

@@ -84,9 +84,14 @@ def check_read(resource: dict[str, Any]) -> None:
             "reading it needs the system/sensitive.r scope"
         )
     if "archive" in principal.roles:
-        why = archive_refusal(resource, {principal.org} if principal.org else set(), table)
+        why = archive_refusal(resource, centres(principal), table)
         if why:
             raise Forbidden(why)
+
+
+def centres(principal: Principal) -> set[str]:
+    """The organisations whose documents an archive system reads: its own and those it serves."""
+    return {*principal.serves, *([principal.org] if principal.org else [])}
 
 
 def hides_sensitive() -> bool:

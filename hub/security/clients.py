@@ -50,6 +50,7 @@ class Client:
     secret_hash: str | None
     jwks: dict[str, Any] | None
     disabled: bool
+    serves: frozenset[str] = frozenset()  # an archive system's centres
 
 
 def hash_secret(secret: str) -> str:
@@ -74,6 +75,7 @@ def _row(r: Any) -> Client:
     return Client(
         r.client_id, r.name, r.org, frozenset(json.loads(r.roles)), r.scopes, r.secret_hash,
         json.loads(r.jwks) if r.jwks else None, bool(r.disabled),
+        frozenset(json.loads(r.serves)) if r.serves else frozenset(),
     )  # fmt: skip
 
 
@@ -97,22 +99,29 @@ def put(
     secret: str | None = None,
     secret_hash: str | None = None,
     jwks: dict[str, Any] | None = None,
+    serves: set[str] | None = None,
+    keep_credentials: bool = False,
 ) -> Client:
-    """Create or replace a client (the CLI, and the demo community's clients at start)."""
+    """Create or replace a client (the CLI, and the community's clients from profiles/).
+
+    ``keep_credentials``: change what the client may do but keep how it proves itself (the
+    profiles name clients and scopes; credentials are given by the office, never in files)."""
     unknown = set(roles) - ROLES
     if unknown:
         raise ValueError(f"unknown roles {sorted(unknown)}; known: {sorted(ROLES)}")
     smart.parse(scopes)  # refuse what could never be granted
-    if secret is None and secret_hash is None and jwks is None:
+    if secret is None and secret_hash is None and jwks is None and not keep_credentials:
         raise ValueError("a client needs a secret or a JWKS")
     for key in (jwks or {}).get("keys", []):
         if key.get("d") is not None:
             raise ValueError("the JWKS holds a private key: give the public keys only")
-    values = {
+    values: dict[str, Any] = {
         "name": name, "org": org, "roles": json.dumps(sorted(roles)), "scopes": scopes,
-        "secret_hash": secret_hash or (hash_secret(secret) if secret is not None else None),
-        "jwks": json.dumps(jwks) if jwks is not None else None, "disabled": False,
+        "serves": json.dumps(sorted(serves)) if serves else None, "disabled": False,
     }  # fmt: skip
+    if not keep_credentials or secret or secret_hash or jwks:
+        values["secret_hash"] = secret_hash or (hash_secret(secret) if secret else None)
+        values["jwks"] = json.dumps(jwks) if jwks is not None else None
     with engine.begin() as conn:
         done = conn.execute(
             update(auth_clients).where(auth_clients.c.client_id == client_id).values(**values)
@@ -195,3 +204,30 @@ def authenticate(
         if client is None or client.disabled or not check_secret(secret, client.secret_hash):
             raise AuthError("invalid_client", "unknown client or wrong secret", 401)
         return client
+
+
+def load_profile_clients(engine: Engine) -> int:
+    """The community's clients from profiles/security/clients.json: created, or their scopes
+    and roles brought up to date; their credentials (given by the office) are kept."""
+    from adapters.feeds.config import profiles_dir
+
+    path = profiles_dir() / "security" / "clients.json"
+    if not path.exists():
+        return 0
+    changed = 0
+    for entry in json.loads(path.read_text(encoding="utf-8"))["clients"]:
+        with engine.connect() as conn:
+            held = get(conn, entry["clientId"])
+        wanted = (entry["name"], entry.get("org"), frozenset(entry["roles"]), entry["scopes"],
+                  frozenset(entry.get("serves") or ()))  # fmt: skip
+        if held is not None and (held.name, held.org, held.roles, held.scopes, held.serves) == (
+            wanted
+        ):
+            continue
+        put(
+            engine, entry["clientId"], name=entry["name"], org=entry.get("org"),
+            roles=set(entry["roles"]), scopes=entry["scopes"],
+            serves=set(entry.get("serves") or ()), keep_credentials=True,
+        )  # fmt: skip
+        changed += 1
+    return changed

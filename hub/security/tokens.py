@@ -26,6 +26,7 @@ class Principal:
     scope: str
     grants: smart.Grants
     token_id: str
+    serves: frozenset[str] = frozenset()  # an archive system's centres
 
     @property
     def is_office(self) -> bool:
@@ -49,6 +50,8 @@ def issue(ring: KeyRing, client: Client, requested: str | None, *, issuer: str,
         "exp": now + ACCESS_SECONDS, "jti": uuid.uuid4().hex, "scope": scope,
         "org": client.org, "roles": sorted(client.roles),
     }  # fmt: skip
+    if client.serves:
+        claims["serves"] = sorted(client.serves)
     token = jwt.encode(claims, key.private, algorithm=ALGORITHM, headers={"kid": key.kid})
     return {
         "access_token": token, "token_type": "bearer", "expires_in": ACCESS_SECONDS,
@@ -92,4 +95,5 @@ def verify(ring: KeyRing, token: str, *, audience: str, issuer: str) -> Principa
     return Principal(
         claims["sub"], claims.get("org"), frozenset(claims.get("roles") or ()), claims["scope"],
         smart.parse(claims["scope"]), str(claims.get("jti", "")),
+        frozenset(claims.get("serves") or ()),
     )  # fmt: skip

@@ -554,6 +554,8 @@ auth_clients = Table(
     Column("name", String(128), nullable=False),
     Column("org", String(64), nullable=True),  # member code; NULL for the office and admin
     Column("roles", Text, nullable=False),  # JSON list: admin, office, member, archive
+    # A health-archive system: the centres whose documents it may read (JSON list).
+    Column("serves", Text, nullable=True),
     Column("scopes", Text, nullable=False),  # the most it may ask for
     Column("secret_hash", Text, nullable=True),
     Column("jwks", Text, nullable=True),  # JSON Web Key Set (public keys)

@@ -8,6 +8,7 @@ import orjson
 from sqlalchemy import Connection, func, select
 
 from hub.fhir.errors import NotFound
+from hub.security.checks import check_read
 from hub.services.feedback.model import DOCUMENT_SYSTEM, package_id
 from hub.store import repository as repo
 from hub.store.repository import read_many
@@ -63,6 +64,7 @@ def document(conn: Connection, composition_id: str, base: str) -> dict[str, Any]
     if stored is None or stored.deleted or stored.content is None:
         raise NotFound(f"Composition/{composition_id} is not known")
     comp = orjson.loads(stored.content)
+    check_read(comp)  # an archive system: only its centres' documents
     filed = read_many(conn, "Bundle", [composition_id]).get(composition_id)
     is_feedback = (comp.get("identifier") or {}).get("system") == DOCUMENT_SYSTEM
     if (

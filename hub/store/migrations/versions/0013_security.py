@@ -23,6 +23,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(128), nullable=False),
         sa.Column("org", sa.String(64), nullable=True),
         sa.Column("roles", sa.Text, nullable=False),
+        sa.Column("serves", sa.Text, nullable=True),
         sa.Column("scopes", sa.Text, nullable=False),
         sa.Column("secret_hash", sa.Text, nullable=True),
         sa.Column("jwks", sa.Text, nullable=True),
