@@ -144,10 +144,7 @@ def test_token_and_clients_commands(tmp_path: Path) -> None:
     assert admin.returncode == 0, admin.stderr
     creds = tmp_path / "hub.db.admin.json"
     assert creds.exists() and (creds.stat().st_mode & 0o777) == 0o600
-    assert (
-        str(creds) in " ".join(admin.stderr.split()).replace(" ", "")
-        or "admin.json" in admin.stderr
-    )
+    assert "admin.json" in admin.stderr  # it says where
     last = admin.stdout.strip().splitlines()[-1]
     assert last.count(".") == 2 and " " not in last  # a JWT, alone
     added = hub("clients", "add", "--id", "qs-his", "--org", "QSWSY", "--scopes",
