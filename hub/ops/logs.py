@@ -158,8 +158,16 @@ def configure_logging(fmt: LogFormat = "json", level: str = "info") -> None:
         uvicorn_log = logging.getLogger(name)
         uvicorn_log.handlers.clear()
         uvicorn_log.propagate = True
-    # Alembic announces each of its plugins at every start of every process.
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    quiet_libraries()
+
+
+def quiet_libraries() -> None:
+    """Libraries' lines that would carry what the hub's own lines leave out."""
     # The access log prints request lines, whose query strings can carry identifiers; the
     # hub's own request log (hub.http) names the route template instead.
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every request's URL at INFO: a rest-hook's names the resource it delivers.
+    for name in ("httpx", "httpcore", "hpack"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # Alembic announces each of its plugins at every start of every process.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
