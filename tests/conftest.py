@@ -79,9 +79,8 @@ def clean_db(engine: sa.Engine) -> None:
 def settings(db_url: str):  # type: ignore[no-untyped-def]
     from hub.config import Settings
 
-    # Security is switched on for the whole suite once every test speaks with a token; until
-    # then the security tests turn it on themselves (tests/security/conftest.py).
-    return Settings(db_url=db_url, auth_required=False)
+    # Security on, as in production: the suite's clients carry the administrator's token.
+    return Settings(db_url=db_url)
 
 
 @pytest.fixture

@@ -132,11 +132,25 @@ def hub_server(db_url: str, workers: int = 2) -> Iterator[str]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 sys.exit("hub serve did not start")
             time.sleep(0.3)
+    minted = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "token", "--admin", "--db", db_url],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    # Security is on in the benchmarks too: what they measure includes checking the token.
+    TOKENS[base] = minted.stdout.strip().splitlines()[-1]
     try:
         yield base
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+TOKENS: dict[str, str] = {}
+
+
+def auth(base: str) -> dict[str, str]:
+    """The administrator's bearer header for a hub started by ``hub_server``."""
+    return {"Authorization": f"Bearer {TOKENS[base]}"}
 
 
 def resident_id(rng: random.Random) -> str:

@@ -26,7 +26,7 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from hub.store.migrate import upgrade
-from tests.bench.common import copy_as_stored, hub_server, lab_bundle, observation, postgres
+from tests.bench.common import auth, copy_as_stored, hub_server, lab_bundle, observation, postgres
 
 FHIR = {"Content-Type": "application/fhir+json", "Prefer": "return=minimal"}
 
@@ -38,7 +38,7 @@ def _post_all(base: str, path: str, bodies: list[bytes], clients: int) -> float:
 
     def send(body: bytes) -> None:
         if not hasattr(local, "http"):
-            local.http = httpx.Client(base_url=base, timeout=120)
+            local.http = httpx.Client(base_url=base, timeout=120, headers=auth(base))
         local.http.post(path, content=body, headers=FHIR).raise_for_status()
 
     with ThreadPoolExecutor(clients) as pool:

@@ -33,7 +33,7 @@ from hub.db import make_engine
 from hub.services.recognition.catalogue import load_catalogue
 from hub.store.migrate import upgrade
 from hub.store.repository import Writer
-from tests.bench.common import hub_server, percentile, postgres
+from tests.bench.common import auth, hub_server, percentile, postgres
 
 TZ = timezone(timedelta(hours=8))
 LOINC = "http://loinc.org"
@@ -118,7 +118,7 @@ async def _http(base: str, questions: list[tuple[str, list[str]]], clients: int)
         queue.put_nowait(q)
 
     async def client() -> None:
-        async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+        async with httpx.AsyncClient(base_url=base, timeout=60, headers=auth(base)) as http:
             while not queue.empty():
                 patient, codes = queue.get_nowait()
                 body = {"resourceType": "Parameters", "parameter": [

@@ -37,6 +37,7 @@ from tests.bench.common import (
     LAB_ITEMS,
     LOINC,
     PANELS,
+    auth,
     hub_server,
     observation,
     patient,
@@ -201,7 +202,10 @@ def measure(db_url: str, patients: int, n: int, explain: bool) -> dict[str, Any]
         if explain:
             _explain(raw, conn, queries, since)
     engine.dispose()
-    with hub_server(db_url, workers=1) as base, httpx.Client(base_url=base, timeout=30) as http:
+    with (
+        hub_server(db_url, workers=1) as base,
+        httpx.Client(base_url=base, timeout=30, headers=auth(base)) as http,
+    ):
         for kind, q in queries[:20]:
             res_type, params = _params(kind, q)
             http.get(f"/fhir/{res_type}", params=params)

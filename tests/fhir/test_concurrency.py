@@ -12,7 +12,9 @@ import orjson
 FHIR = {"Content-Type": "application/fhir+json"}
 
 
-def test_twenty_simultaneous_conditional_creates_make_one(live_server: str) -> None:
+def test_twenty_simultaneous_conditional_creates_make_one(
+    live_server: str, admin_headers: dict[str, str]
+) -> None:
     value = uuid.uuid4().hex
     ident = f"urn:oid:2.16.156.XRMYY.mrn|{value}"
     body = orjson.dumps(
@@ -25,7 +27,7 @@ def test_twenty_simultaneous_conditional_creates_make_one(live_server: str) -> N
     barrier = threading.Barrier(20)
 
     def create(_: int) -> tuple[int, str]:
-        with httpx.Client(base_url=live_server, timeout=60) as http:
+        with httpx.Client(base_url=live_server, timeout=60, headers=admin_headers) as http:
             barrier.wait()
             res = http.post(
                 "/fhir/Patient",
@@ -40,12 +42,16 @@ def test_twenty_simultaneous_conditional_creates_make_one(live_server: str) -> N
     assert statuses.count(201) == 1, statuses
     assert statuses.count(200) == 19, statuses
     assert len({pid for _, pid in results}) == 1
-    found = httpx.get(f"{live_server}/fhir/Patient", params={"identifier": ident}).json()
+    found = httpx.get(
+        f"{live_server}/fhir/Patient", params={"identifier": ident}, headers=admin_headers
+    ).json()
     assert found["total"] == 1
 
 
-def test_concurrent_updates_never_lose_a_version(live_server: str) -> None:
-    http = httpx.Client(base_url=live_server, timeout=60)
+def test_concurrent_updates_never_lose_a_version(
+    live_server: str, admin_headers: dict[str, str]
+) -> None:
+    http = httpx.Client(base_url=live_server, timeout=60, headers=admin_headers)
     created = http.post(
         "/fhir/Patient",
         content=orjson.dumps({"resourceType": "Patient", "active": True}),
@@ -54,7 +60,7 @@ def test_concurrent_updates_never_lose_a_version(live_server: str) -> None:
     barrier = threading.Barrier(10)
 
     def update(i: int) -> int:
-        with httpx.Client(base_url=live_server, timeout=60) as client:
+        with httpx.Client(base_url=live_server, timeout=60, headers=admin_headers) as client:
             barrier.wait()
             body = {**created, "name": [{"text": f"v{i}"}]}
             return client.put(
@@ -72,8 +78,10 @@ def test_concurrent_updates_never_lose_a_version(live_server: str) -> None:
     http.close()
 
 
-def test_write_is_visible_to_the_next_search(live_server: str) -> None:
-    with httpx.Client(base_url=live_server, timeout=30) as http:
+def test_write_is_visible_to_the_next_search(
+    live_server: str, admin_headers: dict[str, str]
+) -> None:
+    with httpx.Client(base_url=live_server, timeout=30, headers=admin_headers) as http:
         for i in range(5):
             value = uuid.uuid4().hex
             http.post(

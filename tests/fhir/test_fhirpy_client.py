@@ -11,9 +11,11 @@ MRN = "urn:oid:2.16.156.XRMYY.mrn"
 
 
 @pytest.fixture
-def fhir(live_server: str) -> SyncFHIRClient:
+def fhir(live_server: str, admin_headers: dict[str, str]) -> SyncFHIRClient:
     return SyncFHIRClient(
-        f"{live_server}/fhir", extra_headers={"Content-Type": "application/fhir+json"}
+        f"{live_server}/fhir",
+        authorization=admin_headers["Authorization"],
+        extra_headers={"Content-Type": "application/fhir+json"},
     )
 
 

@@ -70,13 +70,18 @@ def test_inpatient_feedback_pages_through_a_centres_month(client: TestClient, mo
     assert unknown.status_code == 404
 
 
-def test_a_fhir_client_library_reads_the_documents(live_server: str, month: Any) -> None:
+def test_a_fhir_client_library_reads_the_documents(
+    live_server: str, admin_headers: dict[str, str], month: Any
+) -> None:
     import httpx
 
     assert (
-        httpx.post(f"{live_server}/admin/feedback/runs", json={"month": MONTH}).status_code == 200
+        httpx.post(
+            f"{live_server}/admin/feedback/runs", json={"month": MONTH}, headers=admin_headers
+        ).status_code
+        == 200
     )
-    fhir = SyncFHIRClient(f"{live_server}/fhir")
+    fhir = SyncFHIRClient(f"{live_server}/fhir", authorization=admin_headers["Authorization"])
     comps = (
         fhir.resources("Composition")
         .search(type=LOINC_DS, date=MONTH, addressee="Organization/HXWSY")
