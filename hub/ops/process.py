@@ -42,7 +42,8 @@ def setup(settings: Settings, *, default_format: LogFormat, workers: int = 1) ->
 
 
 def prepare_store(settings: Settings, *, attempts: int = 3) -> None:
-    """Migrate (a no-op at head) and load the community's resources from profiles/.
+    """Migrate (a no-op at head) and load what profiles/ holds (community resources, clients),
+    exactly as ``hub serve`` does.
 
     Several processes start together in production (api replicas, mllp, workers): two of them
     writing the same new resource at once makes one fail on the unique key, so try again; the
@@ -50,32 +51,19 @@ def prepare_store(settings: Settings, *, attempts: int = 3) -> None:
     """
     from sqlalchemy.exc import DBAPIError
 
-    from adapters.feeds.config import demo_community, load_community
-    from hub.db import make_engine
-    from hub.feeds.bootstrap import load_community_resources
-    from hub.services.recognition.marking import remark_if_changed
+    from hub.cli import _load_profiles
     from hub.store.migrate import upgrade
 
-    community = load_community(settings.community) if settings.community else demo_community()
     for attempt in range(1, attempts + 1):
-        engine = make_engine(settings.db_url, pool_size=1, max_overflow=1)
         try:
             upgrade(settings.db_url)
-            written = load_community_resources(engine, community)
-            remarked = remark_if_changed(engine)
+            _load_profiles(settings)
+            return
         except DBAPIError as exc:
             if attempt == attempts:
                 raise
             log.warning("preparing the store: %s; trying again", type(exc).__name__)
             time.sleep(attempt)
-            continue
-        finally:
-            engine.dispose()
-        if written:
-            log.info("loaded %d community resources from profiles/", written)
-        if remarked:
-            log.info("certifications changed: %d reports re-marked (HR)", remarked)
-        return
 
 
 def wait_for_stop() -> int:
