@@ -415,6 +415,7 @@ export_jobs = Table(
     Column("types", Text, nullable=True),  # JSON list; NULL = every type the kind allows
     Column("since", BigInteger, nullable=True),
     Column("request", Text, nullable=False),  # the kick-off URL, for the manifest
+    Column("requested_by", String(64), nullable=True),  # the client; NULL: the hub itself
     # accepted → in-progress → completed | failed; a cancelled job's row is deleted.
     Column("status", String(16), nullable=False),
     Column("progress", String(128), nullable=True),

@@ -185,7 +185,7 @@ def test_system_export_round_trip(client: TestClient, engine: sa.Engine, seeded:
 
     manifest = finish(client, engine, url)
     assert manifest["request"] == f"{BASE}/$export?_outputFormat=application%2Ffhir%2Bndjson"
-    assert manifest["requiresAccessToken"] is False
+    assert manifest["requiresAccessToken"] is True
     assert manifest["error"] == []
     assert manifest["transactionTime"].endswith("Z")
     expected = store_ids(engine)

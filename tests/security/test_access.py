@@ -197,3 +197,16 @@ def test_path_tricks_in_export_file_names(app: FastAPI, clean_db: None, path: st
     res = admin.get(path)
     assert res.status_code in (400, 404), (path, res.status_code)
     assert b"root:" not in res.content
+
+
+def test_an_export_belongs_to_whoever_asked_for_it(app: FastAPI, clean_db: None) -> None:
+    asking = _as(app, "system/*.rs", "XRMYY")
+    other = _as(app, "system/*.rs", "XZYY")
+    res = asking.get("/fhir/Patient/$export", headers={"Prefer": "respond-async"})
+    assert res.status_code == 202, res.text
+    status = res.headers["content-location"].split("/fhir")[1]
+    assert asking.get(f"/fhir{status}").status_code in (200, 202)
+    _outcome(other.get(f"/fhir{status}"), 404)
+    _outcome(other.delete(f"/fhir{status}"), 404)
+    _outcome(other.get("/fhir/$export", headers={"Prefer": "respond-async"}), 403)  # office's
+    assert asking.delete(f"/fhir{status}").status_code == 202

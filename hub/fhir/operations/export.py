@@ -28,6 +28,7 @@ from hub.fhir.operations.parameters import parameters
 from hub.fhir.responses import fhir_response, http_date, prefer_value
 from hub.fhir.routes import base_url, engine_of, parse_since, read_body
 from hub.search.values import format_instant
+from hub.security.checks import caller
 from hub.services.export import jobs, scope
 from hub.services.export.runner import wake_runners
 
@@ -114,6 +115,7 @@ async def _kick_off(request: Request, kind: str, group_id: str | None = None) ->
     query = request.url.query if request.method == "GET" else ""
     kick_off_url = f"{base}/{path}" + (f"?{query}" if query else "")
     engine = engine_of(request)
+    who = caller()
 
     def create() -> str:
         with engine.begin() as conn:
@@ -121,7 +123,7 @@ async def _kick_off(request: Request, kind: str, group_id: str | None = None) ->
                 scope.read_group(conn, group_id)  # 404 / 400 now, not in the manifest later
             return jobs.create(
                 conn, kind=kind, request=kick_off_url, group_id=group_id, types=types,
-                since=since,
+                since=since, requested_by=who.client_id if who else None,
             )  # fmt: skip
 
     job_id = await run_in_threadpool(create)
@@ -158,10 +160,17 @@ def _manifest(job: jobs.Job, files: list[jobs.FileInfo], base: str) -> dict[str,
         "transactionTime": format_instant(job.transaction_time or job.created_at),
         "request": job.request,
         # Security (SMART backend services) arrives with issue 8; until then files are open.
-        "requiresAccessToken": False,
+        "requiresAccessToken": True,
         "output": [entry(f) for f in files if not f.is_error],
         "error": [entry(f) for f in files if f.is_error],
     }
+
+
+def _own(job: jobs.Job) -> bool:
+    """An export's status and files are its requester's (and the office's): to anyone else
+    the job does not exist."""
+    who = caller()
+    return who is None or who.is_office or job.requested_by == who.client_id
 
 
 @router.get("/$export-status/{job_id}")
@@ -175,7 +184,7 @@ async def export_status(request: Request, job_id: str) -> Response:
             return job, found
 
     job, files = await run_in_threadpool(load)
-    if job is None:
+    if job is None or not _own(job):
         raise NotFound(f"export {job_id} is not known (never started, cancelled or expired)")
     if job.status in jobs.ACTIVE:
         progress = job.progress or job.status
@@ -197,7 +206,8 @@ async def export_cancel(request: Request, job_id: str) -> Response:
 
     def cancel() -> bool:
         with engine.begin() as conn:
-            return jobs.remove(conn, job_id)
+            job = jobs.get(conn, job_id)
+            return job is not None and _own(job) and jobs.remove(conn, job_id)
 
     if not await run_in_threadpool(cancel):
         raise NotFound(f"export {job_id} is not known (never started, cancelled or expired)")
@@ -214,7 +224,7 @@ async def export_file(request: Request, job_id: str, file_id: str) -> Response:
     def exists() -> bool:
         with jobs.reading(engine) as conn:
             job = jobs.get(conn, job_id)
-            ok = job is not None and job.status == "completed"
+            ok = job is not None and job.status == "completed" and _own(job)
             return ok and any(f.id == number for f in jobs.files(conn, job_id))
 
     if not await run_in_threadpool(exists):

@@ -50,6 +50,7 @@ class Job:
     lease_owner: str | None
     lease_until: int | None
     attempts: int
+    requested_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ def reading(engine: Engine) -> Iterator[Connection]:
 def _job(row: Any) -> Job:
     return Job(
         id=row.id,
+        requested_by=row.requested_by,
         kind=row.kind,
         group_id=row.group_id,
         types=orjson.loads(row.types) if row.types else None,
@@ -100,11 +102,13 @@ def create(
     group_id: str | None = None,
     types: list[str] | None = None,
     since: int | None = None,
+    requested_by: str | None = None,
 ) -> str:
     job_id = uuid.uuid4().hex
     conn.execute(
         insert(export_jobs).values(
             id=job_id,
+            requested_by=requested_by,
             kind=kind,
             group_id=group_id,
             types=orjson.dumps(types).decode() if types else None,

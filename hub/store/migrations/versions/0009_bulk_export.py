@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("types", sa.Text, nullable=True),
         sa.Column("since", sa.BigInteger, nullable=True),
         sa.Column("request", sa.Text, nullable=False),
+        sa.Column("requested_by", sa.String(64), nullable=True),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("progress", sa.String(128), nullable=True),
         sa.Column("error", sa.Text, nullable=True),
