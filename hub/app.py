@@ -18,6 +18,8 @@ from adapters.feeds.config import demo_community, load_community
 from adapters.logsafe import describe
 from hub import __version__
 from hub.admin.feedback import router as feedback_admin_router
+from hub.admin.outbox import router as outbox_admin_router
+from hub.admin.routing import router as routing_admin_router
 from hub.auth.enforce import Unauthenticated, authenticate
 from hub.auth.routes import router as auth_router
 from hub.cds.routes import router as cds_router
@@ -70,6 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(feeds_router)
     app.include_router(cds_router)
     app.include_router(feedback_admin_router)
+    app.include_router(routing_admin_router)
+    app.include_router(outbox_admin_router)
 
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi() -> JSONResponse:

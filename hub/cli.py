@@ -277,6 +277,41 @@ def replay(
     console.print(", ".join(f"{k} {v}" for k, v in sorted(result.items())) or "nothing to replay")
 
 
+@app.command("outbox-replay")
+def outbox_replay(
+    ids: Annotated[
+        list[int] | None, typer.Argument(help="Outbox ids (default: every dead letter)")
+    ] = None,
+    destination: Annotated[
+        str | None,
+        typer.Option(help="Only this destination's dead letters (Endpoint/XJYZX, mllp://...)"),
+    ] = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Put dead letters of the outbox back in the queue (after the receiver is fixed).
+
+    They keep their place (older than what was queued after them) and get fresh attempts;
+    a running hub serve / hub worker delivers them.  GET /admin/outbox?status=failed lists them.
+    """
+    from hub.db import make_engine
+    from hub.queue.outbox import replay as replay_outbox
+    from hub.services.routing import hooks as _routing_hooks  # noqa: F401  (replay moves orders)
+    from hub.store.migrate import upgrade
+
+    settings = load_settings(config, db_url=db)
+    upgrade(settings.db_url)
+    engine = make_engine(settings.db_url)
+    with engine.begin() as conn:
+        replayed = replay_outbox(conn, ids, destination=destination)
+    engine.dispose()
+    console.print(
+        f"replayed {len(replayed)}: {', '.join(map(str, replayed))}"
+        if replayed
+        else "no dead letters to replay"
+    )
+
+
 @app.command()
 def feedback(
     month: Annotated[str, typer.Option(help="The month of discharges, YYYY-MM")],

@@ -67,6 +67,29 @@ _REFERRAL_DOC = (
     "rejected needs statusReason.  The receiving member's admission links the Encounter "
     "(Encounter.basedOn) and moves the Task."
 )
+_ROUTING_DOC = (
+    "Order routing (issue 7): an order (ServiceRequest intent order, status active, not a "
+    "referral) from a member is routed to a regional centre by profiles/routing/rules.json, or "
+    "to the member Organization it names as performer; the hub sets performer when none is "
+    "given.  The centre receives it as HL7 v2 (OML^O21 or ORM^O01, per its Endpoint's "
+    "payloadType) or, speaking FHIR, as the Task below; status revoked or entered-in-error "
+    "cancels it (ORC CA)."
+)
+_ROUTING_TASK_DOC = (
+    "Routing Tasks (code https://ygt.example.org/fhir/CodeSystem/order-routing|routed-order, "
+    "id route-<ServiceRequest id>, intent order, focus the order, requester the ordering "
+    "member, owner the centre) are written by the hub; businessStatus "
+    "https://ygt.example.org/fhir/CodeSystem/routing-status sent | accepted | resulted | "
+    "delivered | failed | cancelled, statusReason the failure, output the DiagnosticReport.  A "
+    "centre speaking FHIR moves its Task to accepted or in-progress, or to rejected with "
+    "statusReason; the hub keeps businessStatus."
+)
+_ENDPOINT_DOC = (
+    "Endpoint/<member>: where the hub delivers to a member (connectionType hl7v2-mllp with "
+    "address mllp://host:port and payloadType from HL7 table 0354, or hl7-fhir-rest).  Read at "
+    "every delivery attempt: a change takes effect without a restart; status suspended or off "
+    "holds the member's queue."
+)
 _DEFINITIONS = {
     "match": "http://hl7.org/fhir/OperationDefinition/Patient-match",
     "everything": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
@@ -149,7 +172,11 @@ def _resource_entry(res_type: str) -> dict[str, Any]:
     if res_type == "Subscription":
         entry["documentation"] = _SUBSCRIPTION_DOC
     if res_type == "Task":
-        entry["documentation"] = _REFERRAL_DOC
+        entry["documentation"] = _REFERRAL_DOC + "  " + _ROUTING_TASK_DOC
+    if res_type == "ServiceRequest":
+        entry["documentation"] = _ROUTING_DOC
+    if res_type == "Endpoint":
+        entry["documentation"] = _ENDPOINT_DOC
     if res_type in _OPERATIONS:
         entry["operation"] = [
             {
@@ -199,6 +226,14 @@ def _statement_body() -> dict[str, Any]:
                         "referral-report",
                         "documentation": "双向转诊 figures (绩效考核), GET: month=YYYY-MM, "
                         "member; per member sent and received, by direction",
+                    },
+                    {
+                        "name": "routing-report",
+                        "definition": "https://ygt.example.org/fhir/OperationDefinition/"
+                        "routing-report",
+                        "documentation": "order routing figures (绩效考核), GET: month=YYYY-MM, "
+                        "member; per ordering member and per centre: routed, resulted, "
+                        "delivered, failed, cancelled, median turnaround in minutes",
                     },
                 ],
             }

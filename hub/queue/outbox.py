@@ -40,7 +40,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import OperationalError
 
 from adapters.hl7v2.errors import HL7ParseError
-from adapters.hl7v2.parse import parse
+from adapters.hl7v2.parse import parse, parse_text
 from adapters.hl7v2.text import msh_fields
 from adapters.mllp.framing import FramingError
 from adapters.mllp.sync_client import send_once
@@ -142,7 +142,12 @@ def read_ack(answer: bytes) -> tuple[str, str]:
     try:
         message = parse(answer)
     except HL7ParseError:
-        return "", ""
+        # An ACK in another character set than its MSH-18 says: MSA-1 is ASCII in all of
+        # them, so the code still counts; the reason text may come out mangled.
+        try:
+            message = parse_text(answer.decode("utf-8", errors="replace"))
+        except HL7ParseError:
+            return "", ""
     msa = message.first("MSA")
     if msa is None:
         return "", ""

@@ -115,3 +115,19 @@ def test_enqueue_is_part_of_the_callers_transaction(engine: sa.Engine, queue) ->
         enqueue(conn, "mllp://127.0.0.1:9", order(9))
         raise RuntimeError("the write that caused it failed")
     assert rows(engine) == {}
+
+
+def test_the_receivers_reason_is_read_from_err_or_msa() -> None:
+    from hub.queue.outbox import read_ack
+
+    header = "MSH|^~\\&|LIS|XJYZX|||20261023||ACK|A1|P|"
+    v25 = f"{header}2.5\rMSA|AE|OUT1\rERR||OBR^1^4|103^项目未开通^HL70357|E||||项目未开通\r"
+    v231 = f"{header}2.3.1\rMSA|AR|OUT1\rERR|OBR^1^4^103&不支持&HL70357\r"
+    msa_only = "MSH|^~\\&|LIS|XJYZX|||20261023||ACK|A1|P|2.4\rMSA|AE|OUT1|患者不存在\r"
+    assert read_ack(v25.encode()) == ("AE", "项目未开通")
+    assert read_ack(v231.encode()) == ("AR", "不支持")
+    assert read_ack(msa_only.encode()) == ("AE", "患者不存在")
+    # Says GB 18030, is UTF-8: the code still counts.
+    wrong = "MSH|^~\\&|HIS|QSWSY|||20261023||ACK|A1|P|2.5||||||GB 18030-2000\rMSA|AR|OUT1|患者\r"
+    assert read_ack(wrong.encode("utf-8"))[0] == "AR"
+    assert read_ack(b"not an ack") == ("", "")

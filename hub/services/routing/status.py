@@ -107,6 +107,7 @@ class Routed:
     destination: str
     endpoint: str | None
     channel: str
+    message: str | None
     status: str
     ordered_at: int
     routed_at: int
@@ -118,7 +119,7 @@ class Routed:
     def of(cls, row: Any) -> Routed:
         return cls(
             row.id, row.request_id, row.task_id, row.orderer, row.destination, row.endpoint,
-            row.channel, row.status, row.ordered_at, row.routed_at, row.resulted_at,
+            row.channel, row.message, row.status, row.ordered_at, row.routed_at, row.resulted_at,
             row.report_id, row.last_error,
         )  # fmt: skip
 

@@ -50,7 +50,8 @@ def result(
         + PATIENT.format(mrn=mrn, org=org)
         + f"ORC|RE|{placer}^{org}|{filler}^{centre}\r"
         f"OBR|1|{placer}^{org}|{filler}^{centre}|{test}|||{when}+0800"
-        + "|" * 15
+        + "|"
+        * 15
         + f"{when}+0800|||{status}\r"
         f"OBX|1|NM|WBC^白细胞^L||{value}|10*9/L^10*9/L^UCUM|3.5-9.5|N|||{status}|||{when}+0800\r"
         f"OBX|2|NM|HGB^血红蛋白^L||135|g/L^g/L^UCUM|115-150|N|||{status}|||{when}+0800\r"

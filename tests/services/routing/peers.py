@@ -12,6 +12,7 @@ from types import TracebackType
 
 from adapters.hl7v2.ack import ErrorDetail, build_ack
 from adapters.hl7v2.parse import Message, parse
+from adapters.hl7v2.text import CHARSETS
 from adapters.mllp.listener import MLLPServer
 
 
@@ -47,6 +48,7 @@ class Peer:
         self.server = MLLPServer(self._handle, port=port)
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._lock = threading.Lock()
+        self._release = asyncio.Event()  # ends the hung answers when the peer stops
 
     async def _handle(self, payload: bytes, _peer: str) -> bytes | None:
         message = parse(payload)
@@ -56,10 +58,12 @@ class Peer:
             seen = sum(1 for m in self.received if m.control_id == message.control_id)
         answer = self.behaviour(message, seen)
         if answer.hang:
-            await asyncio.sleep(3600)  # cancelled when the peer stops
+            await self._release.wait()
             return None
         errors = [ErrorDetail(answer.text, "207")] if answer.text else None
-        return build_ack(message, answer.code, errors=errors, control_id="P1").encode()
+        ack = build_ack(message, answer.code, errors=errors, control_id="P1")
+        # In the character set the message named (and the ACK repeats in MSH-18).
+        return ack.encode(CHARSETS.get(message.msh.value(18).strip().upper(), "utf-8"))
 
     def start(self) -> Peer:
         self.thread.start()
@@ -67,6 +71,7 @@ class Peer:
         return self
 
     def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self._release.set)
         asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)

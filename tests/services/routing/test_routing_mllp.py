@@ -3,9 +3,10 @@ results come back to the township HIS: every message once, in order, statuses as
 
 from __future__ import annotations
 
+from hub.queue.outbox import Policy
 from tests.services.routing.conftest import Hub, eventually
 from tests.services.routing.messages import order, result
-from tests.services.routing.peers import Peer
+from tests.services.routing.peers import Peer, free_port
 
 CHEST_XRAY = "36643-5^胸部X线正侧位^LN"
 
@@ -72,3 +73,76 @@ def test_orders_reach_the_centres_and_results_come_back_once_in_order(hub: Hub) 
     assert task["output"][0]["valueReference"] == {
         "reference": f"DiagnosticReport/{routed.report_id}"
     }
+
+
+def test_an_endpoint_changed_through_fhir_is_followed_without_a_restart(hub: Hub) -> None:
+    hub.feeds.delivery.policy = Policy(  # type: ignore[union-attr]
+        max_attempts=200, first_delay=0.05, max_delay=0.2, timeout=0.5
+    )
+    old_port = free_port()  # the LIS's old host: gone
+    hub.point("XJYZX", f"mllp://127.0.0.1:{old_port}")
+    hub.send(order("Q1", "QS-1"), order("Q2", "QS-2"))
+    eventually(lambda: any(r.attempts >= 1 for r in hub.outbox()), what="a failed attempt")
+    # The queue names the Endpoint, not an address frozen when the order was routed.
+    assert {r.destination for r in hub.outbox()} == {"Endpoint/XJYZX"}
+    with Peer() as moved:
+        hub.point("XJYZX", moved.url)  # the office moves the LIS; nothing is restarted
+        eventually(lambda: hub.statuses() == ["accepted", "accepted"], what="delivered")
+    assert [o[2] for o in moved.orders()] == ["QS-1", "QS-2"]
+
+
+def test_a_suspended_endpoint_holds_its_queue_without_spending_attempts(hub: Hub) -> None:
+    with Peer() as lis:
+        hub.point("XJYZX", lis.url, status="suspended")
+        hub.send(order("Q1", "QS-1"))
+        eventually(
+            lambda: (
+                [(r.attempts, r.last_error) for r in hub.outbox()]
+                == [(0, "held: Endpoint/XJYZX is suspended")]
+            ),
+            what="held",
+        )
+        assert lis.messages() == []
+        hub.point("XJYZX", lis.url, status="active")
+        eventually(lambda: hub.statuses() == ["accepted"], what="delivered once active")
+    assert hub.outbox()[0].attempts == 1
+
+
+def test_a_cancel_follows_its_order_to_the_centre(hub: Hub) -> None:
+    with Peer() as lis:
+        hub.point("XJYZX", lis.url)
+        hub.send(order("Q1", "QS-1"), order("Q1-CA", "QS-1", control="CA"))
+        eventually(lambda: len(lis.messages()) == 2, what="order and cancel")
+        eventually(lambda: hub.statuses() == ["cancelled"])
+    assert lis.orders() == [("OML^O21", "NW", "QS-1"), ("OML^O21", "CA", "QS-1")]
+    [routed] = hub.routed()
+    task = hub.task(routed.request_id)
+    assert task["status"] == "cancelled"
+    assert task["businessStatus"]["coding"][0]["code"] == "cancelled"
+    request = hub.client.get(f"/fhir/ServiceRequest/{routed.request_id}").json()
+    assert request["status"] == "revoked"
+
+
+def test_a_destination_named_in_the_message_wins_where_the_feed_says_to_look(hub: Hub) -> None:
+    with Peer() as lis, Peer() as ris:
+        hub.point("XJYZX", lis.url)
+        hub.point("XYXZX", ris.url)
+        # 白沙镇卫生院's HIS names the performing centre in OBR-20 (community.json); a blood
+        # count it sends to the imaging centre's ECG room goes there, not to the lab centre.
+        hub.send(order("B1", "BS-1", org="BSWSY", mrn="BS1", obr20="XYXZX"))
+        # 青山镇卫生院 names it in MSH-6 (the default).
+        hub.send(order("Q1", "QS-1", receiving="XYXZX"))
+        eventually(lambda: len(ris.messages()) == 2, what="two orders at the RIS")
+    # (Two patients: applied side by side, so either may come first.)
+    assert sorted(o[2] for o in ris.orders()) == ["BS-1", "QS-1"] and lis.messages() == []
+    assert {r.destination for r in hub.routed()} == {"XYXZX"}
+    for routed in hub.routed():
+        request = hub.client.get(f"/fhir/ServiceRequest/{routed.request_id}").json()
+        assert request["performer"][0]["reference"] == "Organization/XYXZX"
+
+
+def test_orders_the_rules_do_not_route_stay_where_they_are(hub: Hub) -> None:
+    # The lead hospital's order to its own LIS (MSH-6 XRMYY) is not the centres' business.
+    hub.send(order("R1", "XR-1", org="XRMYY", mrn="XR1", receiving="XRMYY"))
+    eventually(hub.settled, what="applied")
+    assert hub.routed() == [] and hub.outbox() == []
