@@ -114,6 +114,7 @@ def _feed_service(settings: Any) -> Any:
         mllp_port=settings.mllp_port,
         worker_threads=settings.feed_workers,
         scheduler=_feedback_scheduler(settings, engine, community),
+        tls=_mllp_tls(settings),
         outbox_policy=_outbox_policy(settings),
     )
 
@@ -122,6 +123,17 @@ def _outbox_policy(settings: Any) -> Any:
     from hub.queue.outbox import Policy
 
     return Policy(max_attempts=settings.outbox_max_attempts, timeout=settings.outbox_timeout)
+
+
+def _mllp_tls(settings: Any) -> Any:
+    from hub.security.tls import server_context
+
+    if not settings.mllp_tls_cert:
+        return None
+    return server_context(
+        settings.mllp_tls_cert, settings.mllp_tls_key or settings.mllp_tls_cert,
+        settings.mllp_tls_client_ca,
+    )  # fmt: skip
 
 
 def _feedback_scheduler(settings: Any, engine: Any, community: Any) -> Any:

@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     # MLLP listener for HL7 v2 feeds (hub serve --mllp-port); off unless a port is given.
     mllp_host: str = "127.0.0.1"
     mllp_port: int | None = None
+    # MLLP over TLS: the listener's certificate chain and key (PEM); with a client CA, senders
+    # must present certificates it signed (mutual TLS).
+    mllp_tls_cert: str | None = None
+    mllp_tls_key: str | None = None
+    mllp_tls_client_ca: str | None = None
     # Threads applying inbox messages (per patient in order; patients in parallel).
     feed_workers: int = Field(default=2, ge=1)
     # The monthly inpatient feedback: on this day of each month at this time (the community's

@@ -108,6 +108,9 @@ class Member:
     endpoint: MemberEndpoint | None = None
     # The field of its order messages that names the performing member (see field_path).
     order_destination: tuple[str, int, int] = ("MSH", 6, 1)
+    # Addresses (CIDR) its feeds may come from; empty: any (a message naming this member as
+    # MSH-4 from elsewhere is refused AR and recorded).
+    sources: tuple[str, ...] = ()
 
     def system(self, kind: str) -> str:
         """The identifier system of this member's ``kind`` numbers (mrn, visit, placer, ...)."""
@@ -212,6 +215,7 @@ def load_community(path: Path | str = DEFAULT_COMMUNITY) -> Community:
             restrict_applications=raw.get("restrictApplications", False),
             endpoint=_endpoint(raw.get("endpoint")),
             order_destination=field_path(raw.get("orderDestination", "MSH-6")),
+            sources=tuple(raw.get("sources", ())),
         )
         members[member.code] = member
         if member.concept_map:

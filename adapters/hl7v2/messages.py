@@ -7,6 +7,7 @@ AE/AR ACK and keeps the message for replay.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from typing import Any
 
@@ -184,6 +185,41 @@ MAPPERS: dict[str, tuple[frozenset[str], Mapper]] = {
     "OML": (frozenset({"O21"}), _orders),
     "ORU": (frozenset({"R01"}), _results),
 }
+
+
+def _peer_address(peer: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP of a peer written ``host:port`` (or a bare host, or ``[v6]:port``)."""
+    if not peer:
+        return None
+    host = peer.rsplit(":", 1)[0] if peer.count(":") == 1 else peer
+    host = host.strip("[]").rsplit("]:", 1)[0] if host.startswith("[") else host
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+def check_binding(message: Message, member: Member, *, peer: str | None,
+                  bound_sender: str | None) -> None:  # fmt: skip
+    """A feed speaks only for the member it is bound to: the sender an authenticated HTTP
+    client is (``bound_sender``), and the source addresses configured for the member."""
+    code = message.msh.value(4).strip()
+    if bound_sender is not None and code != bound_sender:
+        raise MappingError(
+            f"MSH-4 {code!r} is not the member this connection is authenticated as "
+            f"({bound_sender})",
+            segment="MSH", field_no=4, code=UNKNOWN_KEY_IDENTIFIER, reject=True,
+        )  # fmt: skip
+    if member.sources:
+        address = _peer_address(peer)
+        allowed = address is not None and any(
+            address in ipaddress.ip_network(net, strict=False) for net in member.sources
+        )
+        if not allowed:
+            raise MappingError(
+                f"messages of {member.code} are not accepted from this address",
+                segment="MSH", field_no=4, code=UNKNOWN_KEY_IDENTIFIER, reject=True,
+            )  # fmt: skip
 
 
 def _sender(message: Message, community: Community) -> Member:

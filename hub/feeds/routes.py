@@ -20,6 +20,7 @@ from hub.feeds.service import reject_unexpected
 from hub.queue.intake import receive
 from hub.queue.replay import replay_messages
 from hub.search.values import format_instant
+from hub.security.checks import Forbidden, caller
 from hub.store.schema import inbox
 
 router = APIRouter()
@@ -35,10 +36,17 @@ async def hl7v2_intake(request: Request) -> Response:
         return Response(ack, status_code=413, media_type=ER7)
     peer = request.client.host if request.client else None
     engine, community = request.app.state.engine, request.app.state.community
+    # A member's system sends only as that member; the office may relay anyone's messages.
+    who = caller()
+    bound = who.org if who is not None and not who.is_office else None
+    if who is not None and not who.is_office and (bound is None or community.member(bound) is None):
+        raise Forbidden("only a member's system may send HL7 v2 messages")
     acks: list[bytes] = []
     for message in split_messages(body) or [body]:
         receipt = await run_in_threadpool(
-            receive, engine, message, community, transport="http", peer=peer
+            lambda m=message: receive(
+                engine, m, community, transport="http", peer=peer, bound_sender=bound
+            )
         )
         if receipt.ack is not None:
             acks.append(receipt.ack)

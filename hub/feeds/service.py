@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -50,6 +51,7 @@ class FeedService:
         intake_threads: int = 8,
         run_worker: bool = True,
         scheduler: Any | None = None,
+        tls: ssl.SSLContext | None = None,
         outbox_policy: Policy | None = None,
     ) -> None:
         self.engine = engine
@@ -76,6 +78,7 @@ class FeedService:
                 port=mllp_port,
                 fallback=reject_unexpected,
                 on_answered=ACK_LATENCY.observe,
+                tls=tls,
             )
             if mllp_port is not None
             else None

@@ -178,8 +178,13 @@ def receive(
     *,
     transport: str,
     peer: str | None = None,
+    bound_sender: str | None = None,
 ) -> Receipt:
     """Read, map, store and acknowledge one message.  Never raises for bad input.
+
+    ``bound_sender``: the member the connection is authenticated as (HTTP intake); a message
+    naming another sender in MSH-4 is refused AR and recorded, as is one from an address the
+    member's ``sources`` do not allow.
 
     Everything logged meanwhile carries the message's correlation id (sender and control id,
     then its inbox id); the received/failed counters are bumped here, whatever the transport.
@@ -197,7 +202,9 @@ def receive(
         control_id=safe_id(control_id),
         transport=transport,
     ):
-        receipt = _receive(engine, raw, community, transport=transport, peer=peer)
+        receipt = _receive(
+            engine, raw, community, transport=transport, peer=peer, bound_sender=bound_sender
+        )
         metrics.count_received(sender, message_type, receipt.code)
         bind(inbox_id=receipt.inbox_id)
         log.info(
@@ -218,14 +225,22 @@ def _receive(
     *,
     transport: str,
     peer: str | None = None,
+    bound_sender: str | None = None,
 ) -> Receipt:
     from adapters.hl7v2.mapped import MappingError
+    from adapters.hl7v2.messages import check_binding
 
     header = msh_fields(raw)
     sender = header[3].split("^")[0].strip() if len(header) >= 4 else ""
     message: Message | None = None
     try:
         message = parse(raw, _charset_for(community, sender))
+        member = community.member(message.msh.value(4).strip())
+        if member is not None:
+            check_binding(message, member, peer=peer, bound_sender=bound_sender)
+        elif bound_sender is not None:
+            check_binding(message, community.members[bound_sender], peer=None,
+                          bound_sender=bound_sender)  # fmt: skip
         mapped = map_parsed(message, community, sender)
     except HL7ParseError as exc:
         reject = isinstance(exc, MappingError) and exc.reject
