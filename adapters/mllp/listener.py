@@ -126,9 +126,9 @@ class MLLPServer:
                     answer = await self._answer(payload, peer)
                     if answer is not None:
                         writer.write(frame(answer))
-                        await writer.drain()
                         if self.on_answered is not None:
                             self.on_answered(time.perf_counter() - received)
+                        await writer.drain()
                 finally:
                     if task is not None:
                         self._busy.discard(task)

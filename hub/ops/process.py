@@ -27,6 +27,7 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 def setup(settings: Settings, *, default_format: LogFormat, workers: int = 1) -> None:
     """Logging in the process's format; a shared metrics directory when several processes
     serve one endpoint.  Call before anything imports hub.ops.metrics."""
+    install_signal_handlers()
     fmt = settings.log_format or default_format
     # uvicorn's worker processes build their app from the environment (hub.asgi).
     os.environ["HUB_LOG_FORMAT"] = fmt
@@ -66,20 +67,31 @@ def prepare_store(settings: Settings, *, attempts: int = 3) -> None:
             time.sleep(attempt)
 
 
+# Set by SIGTERM/SIGINT from the moment setup() ran: a signal that arrives while the process
+# is still starting must stop it cleanly too, not kill it with the default action.
+_stop = threading.Event()
+_received: list[int] = []
+_http: Any = None  # the uvicorn server, once there is one
+
+
+def _on_signal(signum: int, _frame: Any) -> None:
+    _received.append(signum)
+    _stop.set()
+    if _http is not None:
+        _http.should_exit = True
+
+
+def install_signal_handlers() -> None:
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+
+
 def wait_for_stop() -> int:
-    """Block until SIGTERM or SIGINT; the signal's number."""
-    stop = threading.Event()
-    received: list[int] = []
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        received.append(signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    stop.wait()
-    log.info("signal %s: draining", signal.Signals(received[0]).name)
-    return received[0]
+    """Block until SIGTERM or SIGINT (perhaps received already); the signal's number."""
+    install_signal_handlers()
+    _stop.wait()
+    log.info("signal %s: draining", signal.Signals(_received[0]).name)
+    return _received[0]
 
 
 def run_http(app: Any, settings: Settings, *, workers: int = 1) -> None:
@@ -87,21 +99,30 @@ def run_http(app: Any, settings: Settings, *, workers: int = 1) -> None:
     flight finish (``shutdown_timeout`` at most), then returns here."""
     import uvicorn
 
-    # uvicorn re-raises the signal that stopped it once it has drained, under the handler it
-    # found at start; this one only notes it, so the caller's own shutdown (the feeds of
-    # ``hub serve``) still runs and the process exits 0 instead of dying by the signal.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: None)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        workers=workers,
-        log_level=settings.log_level,
-        log_config=None,  # keep the hub's formatter (JSON lines) for uvicorn's loggers too
-        access_log=False,  # request lines can carry identifiers; hub.http logs the route
-        timeout_graceful_shutdown=int(settings.shutdown_timeout),
-    )
+    global _http
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "log_config": None,  # keep the hub's formatter (JSON lines) for uvicorn's loggers too
+        "access_log": False,  # request lines can carry identifiers; hub.http logs the route
+        "timeout_graceful_shutdown": int(settings.shutdown_timeout),
+    }
+    if workers > 1:
+        # uvicorn's supervisor forwards the signal to its worker processes and waits for them.
+        uvicorn.run(app, workers=workers, **options)
+        return
+    server = uvicorn.Server(uvicorn.Config(app, **options))
+    # While it serves, uvicorn has its own handlers; once drained it re-raises the signal
+    # under ours, which only notes it, so the caller's own shutdown (the feeds of hub serve)
+    # still runs and the process exits 0 instead of dying by the signal.
+    _http = server
+    install_signal_handlers()
+    if _stop.is_set():
+        return  # stopped while starting: nothing was served, nothing to drain
+    server.run()
+    if not server.started and not _stop.is_set():
+        raise SystemExit(3)  # could not bind the port (uvicorn has logged why)
 
 
 def on_stop(*steps: Callable[[], None]) -> None:

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,6 +72,12 @@ def test_feed_counters_and_ack_latency_over_mllp(feeds: FeedService, engine: sa.
         )
         == failed_intake + 1
     )
+    # Observed by the listener's thread as it writes each ACK: the client may read the last
+    # one a moment before.
+    deadline = time.monotonic() + 5
+    while sample("hub_mllp_ack_latency_seconds_count") < acks + 4:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     assert sample("hub_mllp_ack_latency_seconds_count") == acks + 4
     assert sample("hub_mllp_ack_latency_seconds_sum") > 0
     drain(engine)
@@ -185,8 +192,6 @@ def test_subscription_deliveries_sent_retry_failed(
         assert client.post("/fhir/Composition", json=composition).status_code == 201
         policy = Policy(max_attempts=2, first_delay=0.01, max_delay=0.01, timeout=2)
         deliver_due(engine, policy)
-        import time
-
         time.sleep(0.05)
         deliver_due(engine, policy)
     assert sample("hub_subscription_deliveries_total", outcome="sent") == counts["sent"] + 1
