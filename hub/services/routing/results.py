@@ -25,7 +25,9 @@ import orjson
 from sqlalchemy import select
 
 from adapters.feeds.config import Community
+from adapters.hl7v2.datatypes import search_escape
 from hub.queue.outbox import enqueue
+from hub.search.engine import find_matches
 from hub.services.routing.endpoints import member_endpoints, result_channel
 from hub.services.routing.outbound import Addressing, result_message
 from hub.services.routing.status import RESULT_TOPIC, Routed, load, move
@@ -42,6 +44,63 @@ def based_on(report: dict[str, Any]) -> list[str]:
         for based in report.get("basedOn") or []
         if (ref := str(based.get("reference") or "")).startswith("ServiceRequest/")
     ]
+
+
+def reattach(
+    writer: Writer, report: dict[str, Any], community: Community, centres: frozenset[str]
+) -> dict[str, Any]:
+    """A centre's report based on a placeholder order, though it answers a routed one.
+
+    A LIS that echoes ORC-2/OBR-2 without its namespace (``QS-1`` for ``QS-1^QSWSY``) makes
+    the mapping read the number as the centre's own and create a placeholder order under the
+    centre's placer system.  When exactly one order routed to that centre carries the number,
+    the report is based on it instead (the placeholder stays, an order with no requester that
+    nothing routes).  Only reports performed by a centre are looked at."""
+    performer = next(
+        (
+            member
+            for p in report.get("performer") or []
+            if str(p.get("reference") or "").startswith("Organization/")
+            and (member := community.member(str(p["reference"]).split("/", 1)[1])) is not None
+        ),
+        None,
+    )
+    if performer is None or performer.kind not in centres:
+        return report
+    ids = based_on(report)
+    if any(load(writer.conn, request_id=i) is not None for i in ids):
+        return report
+    own_placer = performer.system("placer")
+    moved: dict[str, str] = {}
+    for request_id in ids:
+        placeholder = _read(writer, "ServiceRequest", {"reference": f"ServiceRequest/{request_id}"})
+        numbers = [
+            str(i["value"])
+            for i in (placeholder or {}).get("identifier") or []
+            if i.get("system") == own_placer and i.get("value")
+        ]
+        for number in numbers:
+            found = find_matches(
+                writer.conn, "ServiceRequest", [("identifier", search_escape(number))], limit=20
+            )
+            candidates = [
+                routed
+                for _, res_id in found
+                if res_id != request_id
+                and (routed := load(writer.conn, request_id=res_id)) is not None
+                and routed.destination == performer.code
+            ]
+            if len(candidates) == 1:
+                moved[request_id] = candidates[0].request_id
+                break
+    if not moved:
+        return report
+    based = []
+    for entry in report.get("basedOn") or []:
+        ref = str(entry.get("reference") or "")
+        target = moved.get(ref.split("/", 1)[1]) if ref.startswith("ServiceRequest/") else None
+        based.append({"reference": f"ServiceRequest/{target}"} if target else entry)
+    return {**report, "basedOn": based}
 
 
 def _read(writer: Writer, res_type: str, reference: Any) -> dict[str, Any] | None:

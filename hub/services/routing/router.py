@@ -162,6 +162,29 @@ def _read(writer: Writer, reference: Any, res_type: str) -> dict[str, Any] | Non
     return orjson.loads(content) if content else None
 
 
+def _with_placer_number(
+    request: dict[str, Any], res_id: str, orderer: str, community: Community
+) -> dict[str, Any]:
+    """The order with a placer number in its orderer's namespace, given one if it has none.
+
+    A centre finds the order again by the placer number it was sent (ORC-2, echoed in its
+    ORU); an order created through FHIR may carry none, or only numbers of systems no HL7
+    message can name.  The hub then numbers it from its id, in the orderer's placer system."""
+    if placer_member(request, community) is not None:
+        return request
+    member = community.member(orderer)
+    if member is None:
+        return request
+    number = res_id if len(res_id) <= 20 else res_id.replace("-", "")[:20]
+    identifier = {
+        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203",
+                             "code": "PLAC"}]},
+        "system": member.system("placer"),
+        "value": number,
+    }  # fmt: skip
+    return {**request, "identifier": [*(request.get("identifier") or []), identifier]}
+
+
 def control_id() -> str:
     return uuid.uuid4().hex[:20]
 
@@ -199,6 +222,8 @@ class OrderRouter:
         if kind == "ServiceRequest" and is_order(resource):
             return self._order_written(res_id, resource)
         if kind == "DiagnosticReport" and results.based_on(resource):
+            assert self.rules is not None
+            resource = results.reattach(writer, resource, self.community, self.rules.centres)
             self._reports.append((res_id, resource))
         elif kind == "Task" and _is_routing_task(resource):
             return self._centre_moved(writer, res_id, resource)
@@ -224,12 +249,13 @@ class OrderRouter:
         assert self.rules is not None
         facts = decision = None
         if request.get("status") == "active":
-            routed = load(self.conn, request_id=res_id)
             facts = order_facts(request, self.community, self.catalogue)
+            routed = load(self.conn, request_id=res_id) if facts is not None else None
             if routed is not None:
                 destination = routed.destination
             elif facts is not None and (decision := decide(self.rules, facts)) is not None:
                 destination = decision.destination
+                request = _with_placer_number(request, res_id, facts.orderer, self.community)
             else:
                 destination = None
             centre = self.community.member(destination) if destination else None

@@ -42,14 +42,17 @@ def result(
     value: str = "6.5",
     status: str = "F",
     when: str = "20261022110000",
+    namespace: bool = True,
 ) -> bytes:
-    """The centre's ORU^R01 for the order, echoing its placer number (as LIS do)."""
+    """The centre's ORU^R01 for the order, echoing its placer number (as LIS do; some drop
+    the number's namespace: ``namespace`` False)."""
+    placed = f"{placer}^{org}" if namespace else placer
     return (
         f"MSH|^~\\&|LIS|{centre}|YGT_HUB|YGT|{when}+0800||ORU^R01^ORU_R01|{control_id}|P|2.5"
         "||||||UNICODE UTF-8\r"
         + PATIENT.format(mrn=mrn, org=org)
-        + f"ORC|RE|{placer}^{org}|{filler}^{centre}\r"
-        f"OBR|1|{placer}^{org}|{filler}^{centre}|{test}|||{when}+0800"
+        + f"ORC|RE|{placed}|{filler}^{centre}\r"
+        f"OBR|1|{placed}|{filler}^{centre}|{test}|||{when}+0800"
         + "|"
         * 15
         + f"{when}+0800|||{status}\r"

@@ -118,6 +118,32 @@ def test_a_centre_speaking_fhir_takes_its_orders_as_tasks(hub: Hub) -> None:
     assert [n.value(3) for n in oru.all("NTE")] == ["两肺未见明显异常"]
 
 
+def test_a_fhir_order_without_a_placer_number_is_given_one_the_lis_can_echo(hub: Hub) -> None:
+    with Peer() as lis:
+        hub.point("XJYZX", lis.url)
+        patient = created(hub, {
+            "resourceType": "Patient",
+            "identifier": [{"system": f"{SID}/CDSQ/mrn", "value": "CD7"}],
+        })  # fmt: skip
+        request = created(hub, {
+            "resourceType": "ServiceRequest", "status": "active", "intent": "order",
+            "identifier": [{"system": "urn:oid:2.16.156.1.7", "value": "his-internal-1"}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}]},
+            "subject": {"reference": f"Patient/{patient['id']}"},
+            "requester": {"reference": "Organization/CDSQ"},
+        })  # fmt: skip
+        [number] = [i["value"] for i in request["identifier"]
+                    if i["system"] == f"{SID}/CDSQ/placer"]  # fmt: skip
+        eventually(lambda: hub.statuses() == ["accepted"], what="the LIS took the order")
+        orc = lis.messages()[0].first("ORC")
+        assert orc is not None and (orc.value(2), orc.value(2, 2)) == (number, "CDSQ")
+        hub.send(result("L1", number, "F7", org="CDSQ", mrn="CD7", test="GLU^血糖^L"))
+        # CDSQ has no Endpoint: the result waits in FHIR for it, the order is resulted.
+        eventually(lambda: hub.statuses() == ["resulted"], what="resulted")
+    [routed] = hub.routed()
+    assert routed.request_id == request["id"] and routed.report_id is not None
+
+
 def test_a_revoked_fhir_order_cancels_its_task(hub: Hub) -> None:
     patient = created(hub, {
         "resourceType": "Patient",

@@ -146,3 +146,20 @@ def test_orders_the_rules_do_not_route_stay_where_they_are(hub: Hub) -> None:
     hub.send(order("R1", "XR-1", org="XRMYY", mrn="XR1", receiving="XRMYY"))
     eventually(hub.settled, what="applied")
     assert hub.routed() == [] and hub.outbox() == []
+
+
+def test_a_result_echoing_the_placer_number_without_its_namespace_finds_the_order(
+    hub: Hub,
+) -> None:
+    with Peer() as lis, Peer() as his:
+        hub.point("XJYZX", lis.url)
+        hub.point("QSWSY", his.url)
+        hub.send(order("Q1", "QS-1"))
+        eventually(lambda: hub.statuses() == ["accepted"])
+        # ORC-2 "QS-1", not "QS-1^QSWSY": the mapping takes it for the lab centre's own number.
+        hub.send(result("L1", "QS-1", "F1", namespace=False))
+        eventually(lambda: hub.statuses() == ["delivered"], what="delivered all the same")
+    [routed] = hub.routed()
+    report = hub.client.get(f"/fhir/DiagnosticReport/{routed.report_id}").json()
+    assert report["basedOn"] == [{"reference": f"ServiceRequest/{routed.request_id}"}]
+    assert [o[2] for o in his.orders()] == ["QS-1"]
