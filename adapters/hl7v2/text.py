@@ -42,6 +42,8 @@ def msh_fields(raw: bytes) -> list[str]:
             end = min(end, pos)
     line = raw[start:end]
     sep = line[3:4]
+    if not sep:  # "MSH" and a line end: no field separator, so no fields (found by fuzzing)
+        return []
     return [f.decode("ascii", errors="replace") for f in line.split(sep)]
 
 

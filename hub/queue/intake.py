@@ -63,6 +63,12 @@ def _charset_for(community: Community, sender: str) -> str:
     return CHARSETS.get(name.upper(), name.lower())
 
 
+def _text(value: str) -> str:
+    """Header fields and error texts as PostgreSQL text takes them: a NUL byte in MSH-10 made
+    the insert fail, and the sender was told to resend for ever (found by fuzzing)."""
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
 def inbox_row(
     raw: bytes,
     *,
@@ -78,17 +84,17 @@ def inbox_row(
     """An inbox row: accepted and pending with its mapped Bundle, or rejected with its error."""
     return {
         "transport": transport,
-        "peer": (peer or "")[:128],
-        "sender": sender[:64],
-        "application": application[:64],
-        "control_id": control_id[:64],
-        "message_type": message_type[:32],
+        "peer": _text(peer or "")[:128],
+        "sender": _text(sender)[:64],
+        "application": _text(application)[:64],
+        "control_id": _text(control_id)[:64],
+        "message_type": _text(message_type)[:32],
         "content_hash": hashlib.sha256(raw).hexdigest(),
         "raw": raw,
         "received_at": now_micros(),
         "accepted": mapped is not None,
         "status": "pending" if mapped is not None else "rejected",
-        "error": error,
+        "error": _text(error) if error is not None else None,
         "patient_key": mapped.patient_key if mapped is not None else None,
         "bundle": orjson.dumps(mapped.bundle).decode() if mapped is not None else None,
         "attempts": 0,
