@@ -64,8 +64,9 @@ def _charset_for(community: Community, sender: str) -> str:
 
 
 def _text(value: str) -> str:
-    """Header fields and error texts as PostgreSQL text takes them: a NUL byte in MSH-10 made
-    the insert fail, and the sender was told to resend for ever (found by fuzzing)."""
+    """Text columns as PostgreSQL takes them: a NUL byte in MSH-10 (or in a patient's record
+    number) made the insert fail, and the sender was told to resend for ever (found by
+    fuzzing).  The raw bytes are kept as they came."""
     return value.replace("\x00", "\ufffd") if "\x00" in value else value
 
 
@@ -95,7 +96,7 @@ def inbox_row(
         "accepted": mapped is not None,
         "status": "pending" if mapped is not None else "rejected",
         "error": _text(error) if error is not None else None,
-        "patient_key": mapped.patient_key if mapped is not None else None,
+        "patient_key": _text(mapped.patient_key or "") or None if mapped is not None else None,
         "bundle": orjson.dumps(mapped.bundle).decode() if mapped is not None else None,
         "attempts": 0,
     }
