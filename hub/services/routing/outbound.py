@@ -22,7 +22,7 @@ are in the receiver's character set, named in MSH-18.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -30,18 +30,20 @@ from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.core import Group, Message, Segment
 
 from adapters.feeds.config import Community, Member
+from hub.services.routing.fields import (
+    CHARSETS,
+    V2_TABLE,
+    Coder,
+    authority,
+    cx_list,
+    ei,
+    esc,
+    number,
+    ts,
+)
 
-LOINC = "http://loinc.org"
-CATALOGUE = "https://ygt.example.org/fhir/CodeSystem/recognition-catalogue"
-V2_TABLE = "http://terminology.hl7.org/CodeSystem/v2-"
-SECTIONS = f"{V2_TABLE}0074"  # diagnostic service sections (LAB, RAD ...)
 VERSION = "2.5"
-# Member charset → (Python codec, HL7 table 0211 name for MSH-18).
-_CHARSETS = {
-    "UTF-8": ("utf-8", "UNICODE UTF-8"),
-    "GB18030": ("gb18030", "GB 18030-2000"),
-    "GBK": ("gb18030", "GB 18030-2000"),
-}
+SECTIONS = f"{V2_TABLE}0074"  # diagnostic service sections (LAB, RAD ...)
 _SEX = {"male": "M", "female": "F", "other": "O", "unknown": "U"}
 _CLASS = {"AMB": "O", "IMP": "I", "EMER": "E", "PRENC": "P", "ACUTE": "I", "NONAC": "I"}
 _PRIORITY = {"stat": "S", "asap": "A", "urgent": "A", "routine": "R"}
@@ -70,162 +72,25 @@ class Addressing:
         return self.receiver.applications[0] if self.receiver.applications else ""
 
 
-@dataclass(frozen=True)
-class Coder:
-    """Codes as the receiver knows them: its local code for a standard one, where its
-    ConceptMap has it, sent as ``L``; the standard code beside it."""
-
-    community: Community
-    receiver: Member
-    # "system|code" of a standard code → (the receiver's local code, its display)
-    _reverse: dict[str, tuple[str, str]] = field(default_factory=dict)
-
-    @classmethod
-    def for_receiver(cls, community: Community, receiver: Member) -> Coder:
-        reverse: dict[str, tuple[str, str]] = {}
-        for local, standard in community.code_maps.get(receiver.code, {}).items():
-            key = f"{standard.system}|{standard.code}"
-            reverse.setdefault(key, (local, standard.display or ""))
-        return cls(community, receiver, reverse)
-
-    def cwe(self, concept: dict[str, Any] | None) -> str:
-        """CodeableConcept → CWE ``code^text^system^altcode^alttext^altsystem``."""
-        if not concept:
-            return ""
-        codings = concept.get("coding") or []
-        text = concept.get("text") or next((c["display"] for c in codings if c.get("display")), "")
-        triplets: list[tuple[str, str, str]] = []
-        standard = next(
-            (c for c in codings if c.get("system") in (LOINC, CATALOGUE) and c.get("code")), None
-        )
-        if standard is not None:
-            local, known = self._reverse.get(f"{standard['system']}|{standard['code']}", ("", ""))
-            text = text or known  # the name the receiver's ConceptMap gives the test
-            if local:
-                triplets.append((local, text, "L"))
-            triplets.append((standard["code"], standard.get("display") or text, _name(standard)))
-        for coding in codings:
-            if len(triplets) >= 2:
-                break
-            system = coding.get("system") or ""
-            if coding is standard or not coding.get("code"):
-                continue
-            if system == self.receiver.local_code_system:
-                triplets.insert(0, (coding["code"], coding.get("display") or text, "L"))
-            elif name := _name(coding):
-                triplets.append((coding["code"], coding.get("display") or text, name))
-        parts: list[str] = []
-        for code, display, system in triplets[:2]:
-            parts += [code, display, system]
-        if not parts:
-            return f"^{_esc(text)}" if text else ""
-        return "^".join(_esc(p) for p in parts)
-
-
-def _name(coding: dict[str, Any]) -> str:
-    """A coding system URI → its HL7 v2 name (LN, HL70078 ...); "" for one without."""
-    system = str(coding.get("system") or "")
-    if system == LOINC:
-        return "LN"
-    if system == CATALOGUE:
-        return "YGT"  # the community's own catalogue code (YGT-L001 ...)
-    if system.startswith(V2_TABLE):
-        return f"HL7{system[len(V2_TABLE) :]}"
-    if "/CodeSystem/local/" in system:
-        return f"99{system.rsplit('/', 1)[-1]}"  # another member's local code
-    return ""
-
-
-def _esc(text: Any) -> str:
-    """Escape HL7 delimiters in a value; line breaks become spaces (for one-line fields)."""
-    out = str(text).replace("\\", "\\E\\")
-    for char, code in (("|", "F"), ("^", "S"), ("&", "T"), ("~", "R")):
-        out = out.replace(char, f"\\{code}\\")
-    return out.replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
-
-
-def _ts(value: Any) -> str:
-    """A FHIR date, dateTime or instant → HL7 DTM, keeping its precision and offset."""
-    if not isinstance(value, str) or not value:
-        return ""
-    if len(value) <= 10:  # YYYY, YYYY-MM, YYYY-MM-DD
-        return value.replace("-", "")
-    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    stamp = moment.strftime("%Y%m%d%H%M%S")
-    return stamp + moment.strftime("%z") if moment.tzinfo else stamp
-
-
-def _number(value: Any) -> str:
-    text = str(value)
-    return text[:-2] if text.endswith(".0") and isinstance(value, float) else text
-
-
-# --- identifiers -----------------------------------------------------------------------------
-
-
-def _authority(system: str, community: Community, kind: str) -> str | None:
-    """The member whose ``kind`` numbers a system holds ({base}/{member}/{kind}), if any."""
-    base = community.identifier_base.rstrip("/") + "/"
-    if not system.startswith(base):
-        return None
-    member, _, tail = system[len(base) :].partition("/")
-    return member if tail == kind and member in community.members else None
-
-
-def _cx_list(patient: dict[str, Any], community: Community, first: str | None) -> list[str]:
-    """PID-3 repetitions: member record numbers (the ordering member's first), resident ID."""
-    records: list[tuple[int, str]] = []
-    for ident in patient.get("identifier") or []:
-        system, value = str(ident.get("system") or ""), str(ident.get("value") or "")
-        if not value:
-            continue
-        if system == community.resident_id_system:
-            records.append((2, f"{_esc(value)}^^^^NNCHN"))
-        elif (member := _authority(system, community, "mrn")) is not None:
-            records.append((0 if member == first else 1, f"{_esc(value)}^^^{member}^MR"))
-    return [cx for _, cx in sorted(records, key=lambda r: r[0])]
-
-
-def _ei(identifiers: Iterable[dict[str, Any]], community: Community, kind: str) -> str:
-    """The first ``kind`` (placer, filler) identifier as EI ``number^namespace``."""
-    for ident in identifiers:
-        system, value = str(ident.get("system") or ""), str(ident.get("value") or "")
-        if value and (member := _authority(system, community, kind)) is not None:
-            return f"{_esc(value)}^{member}"
-    return ""
-
-
-def placer_member(request: dict[str, Any], community: Community) -> str | None:
-    """The member whose placer number the order carries (the orderer, for a feed's order)."""
-    for ident in request.get("identifier") or []:
-        member = _authority(str(ident.get("system") or ""), community, "placer")
-        if member is not None and ident.get("value"):
-            return member
-    return None
-
-
-# --- segments --------------------------------------------------------------------------------
-
-
 def _message(structure: str, address: Addressing) -> Message:
     message = Message(structure, version=VERSION, validation_level=VALIDATION_LEVEL.TOLERANT)
     msh = message.msh
-    msh.msh_3 = _esc(address.sending_application)
-    msh.msh_4 = _esc(address.sending_facility)
-    msh.msh_5 = _esc(address.receiving_application)
-    msh.msh_6 = _esc(address.receiver.code)
+    msh.msh_3 = esc(address.sending_application)
+    msh.msh_4 = esc(address.sending_facility)
+    msh.msh_5 = esc(address.receiving_application)
+    msh.msh_6 = esc(address.receiver.code)
     msh.msh_7 = address.at.strftime("%Y%m%d%H%M%S%z")
     code, event = structure.split("_")
     msh.msh_9 = f"{code}^{event}^{structure}"
-    msh.msh_10 = _esc(address.control_id)
+    msh.msh_10 = esc(address.control_id)
     msh.msh_11 = "P"
     msh.msh_12 = VERSION
-    msh.msh_18 = _CHARSETS.get(address.receiver.charset.upper(), _CHARSETS["UTF-8"])[1]
+    msh.msh_18 = CHARSETS.get(address.receiver.charset.upper(), CHARSETS["UTF-8"])[1]
     return message
 
 
 def _encode(message: Message, receiver: Member) -> bytes:
-    codec = _CHARSETS.get(receiver.charset.upper(), _CHARSETS["UTF-8"])[0]
+    codec = CHARSETS.get(receiver.charset.upper(), CHARSETS["UTF-8"])[0]
     return (message.to_er7() + "\r").encode(codec)
 
 
@@ -241,21 +106,21 @@ def _pid(
     pid.pid_1 = "1"
     if patient is None:
         return
-    _repeat(pid, "pid_3", _cx_list(patient, community, first))
+    _repeat(pid, "pid_3", cx_list(patient, community, first))
     names = patient.get("name") or []
     if names:
         name = names[0]
         family, given = name.get("family") or "", "".join(name.get("given") or [])
         if family or given:
-            pid.pid_5 = f"{_esc(family)}^{_esc(given)}"
+            pid.pid_5 = f"{esc(family)}^{esc(given)}"
         elif name.get("text"):
-            pid.pid_5 = _esc(name["text"])
-    if birth := _ts(patient.get("birthDate")):
+            pid.pid_5 = esc(name["text"])
+    if birth := ts(patient.get("birthDate")):
         pid.pid_7 = birth
     if sex := _SEX.get(str(patient.get("gender") or "")):
         pid.pid_8 = sex
     phones = [t for t in patient.get("telecom") or [] if t.get("system") == "phone"]
-    _repeat(pid, "pid_13", [f"^^PH^^^^^^^^^{_esc(t['value'])}" for t in phones if t.get("value")])
+    _repeat(pid, "pid_13", [f"^^PH^^^^^^^^^{esc(t['value'])}" for t in phones if t.get("value")])
 
 
 def _pv1(pv1: Segment, encounter: dict[str, Any], community: Community) -> None:
@@ -264,8 +129,8 @@ def _pv1(pv1: Segment, encounter: dict[str, Any], community: Community) -> None:
     pv1.pv1_2 = _CLASS.get(code, "U")
     for ident in encounter.get("identifier") or []:
         system, value = str(ident.get("system") or ""), str(ident.get("value") or "")
-        if value and (member := _authority(system, community, "visit")) is not None:
-            pv1.pv1_19 = f"{_esc(value)}^^^{member}^VN"
+        if value and (member := authority(system, community, "visit")) is not None:
+            pv1.pv1_19 = f"{esc(value)}^^^{member}^VN"
             break
 
 
@@ -278,16 +143,16 @@ def _orc(
 ) -> None:
     identifiers = request.get("identifier") or []
     orc.orc_1 = control
-    if placer := _ei(identifiers, community, "placer"):
+    if placer := ei(identifiers, community, "placer"):
         orc.orc_2 = placer
-    if filler := _ei(identifiers, community, "filler"):
+    if filler := ei(identifiers, community, "filler"):
         orc.orc_3 = filler
     if priority := _PRIORITY.get(str(request.get("priority") or "")):
         orc.orc_7 = f"^^^^^{priority}"
-    if authored := _ts(request.get("authoredOn")):
+    if authored := ts(request.get("authoredOn")):
         orc.orc_9 = authored
     if orderer is not None:
-        orc.orc_21 = f"{_esc(orderer.name)}^^^^^^^^^{orderer.code}"
+        orc.orc_21 = f"{esc(orderer.name)}^^^^^^^^^{orderer.code}"
 
 
 def _obr(
@@ -300,9 +165,9 @@ def _obr(
     identifiers = request.get("identifier") or []
     community = coder.community
     obr.obr_1 = "1"
-    if placer := _ei(identifiers, community, "placer"):
+    if placer := ei(identifiers, community, "placer"):
         obr.obr_2 = placer
-    if filler := _ei(identifiers, community, "filler"):
+    if filler := ei(identifiers, community, "filler"):
         obr.obr_3 = filler
     obr.obr_4 = coder.cwe(request.get("code"))
     if specimen_source:
@@ -313,28 +178,28 @@ def _notes(group: Group, notes: Iterable[dict[str, Any]]) -> None:
     for i, note in enumerate((n for n in notes if n.get("text")), start=1):
         nte = group.add_segment("NTE")
         nte.nte_1 = str(i)
-        nte.nte_3 = _esc(note["text"])
+        nte.nte_3 = esc(note["text"])
 
 
 def _collected(specimen: dict[str, Any]) -> str:
     collection = specimen.get("collection") or {}
     period = collection.get("collectedPeriod") or {}
-    return _ts(collection.get("collectedDateTime") or period.get("start"))
+    return ts(collection.get("collectedDateTime") or period.get("start"))
 
 
 def _spm(spm: Segment, specimen: dict[str, Any], coder: Coder, set_id: int) -> None:
     spm.spm_1 = str(set_id)
     for ident in specimen.get("identifier") or []:
-        member = _authority(str(ident.get("system") or ""), coder.community, "specimen")
+        member = authority(str(ident.get("system") or ""), coder.community, "specimen")
         if ident.get("value"):
             namespace = f"&{member}" if member else ""
-            spm.spm_2 = f"{_esc(ident['value'])}{namespace}"
+            spm.spm_2 = f"{esc(ident['value'])}{namespace}"
             break
     if kind := coder.cwe(specimen.get("type")):
         spm.spm_4 = kind
     if collected := _collected(specimen):
         spm.spm_17 = collected
-    if received := _ts(specimen.get("receivedTime")):
+    if received := ts(specimen.get("receivedTime")):
         spm.spm_18 = received
 
 
@@ -396,24 +261,24 @@ def _value(obx: Segment, observation: dict[str, Any], coder: Coder) -> None:
     if (quantity := observation.get("valueQuantity")) is not None:
         obx.obx_2 = "NM"
         if "value" in quantity:
-            obx.obx_5 = _number(quantity["value"])
+            obx.obx_5 = number(quantity["value"])
         unit = quantity.get("code") or quantity.get("unit")
         if unit:
             system = "UCUM" if quantity.get("system") == "http://unitsofmeasure.org" else ""
-            obx.obx_6 = "^".join(_esc(p) for p in (unit, quantity.get("unit") or unit, system))
+            obx.obx_6 = "^".join(esc(p) for p in (unit, quantity.get("unit") or unit, system))
     elif (concept := observation.get("valueCodeableConcept")) is not None:
         obx.obx_2 = "CWE"
         obx.obx_5 = coder.cwe(concept)
     elif (text := observation.get("valueString")) is not None:
         lines = str(text).splitlines() or [""]
         obx.obx_2 = "TX" if len(lines) > 1 or len(str(text)) > 199 else "ST"
-        _repeat(obx, "obx_5", [_esc(line) or " " for line in lines])
-    elif (number := observation.get("valueInteger")) is not None:
+        _repeat(obx, "obx_5", [esc(line) or " " for line in lines])
+    elif (integer := observation.get("valueInteger")) is not None:
         obx.obx_2 = "NM"
-        obx.obx_5 = str(number)
+        obx.obx_5 = str(integer)
     elif (moment := observation.get("valueDateTime")) is not None:
         obx.obx_2 = "DTM"
-        obx.obx_5 = _ts(moment)
+        obx.obx_5 = ts(moment)
     elif (flag := observation.get("valueBoolean")) is not None:
         obx.obx_2 = "ST"
         obx.obx_5 = "Y" if flag else "N"
@@ -422,15 +287,15 @@ def _value(obx: Segment, observation: dict[str, Any], coder: Coder) -> None:
 def _range(observation: dict[str, Any]) -> str:
     for found in observation.get("referenceRange") or []:
         if found.get("text"):
-            return _esc(found["text"])
+            return esc(found["text"])
         low = (found.get("low") or {}).get("value")
         high = (found.get("high") or {}).get("value")
         if low is not None and high is not None:
-            return f"{_number(low)}-{_number(high)}"
+            return f"{number(low)}-{number(high)}"
         if low is not None:
-            return f">{_number(low)}"
+            return f">{number(low)}"
         if high is not None:
-            return f"<{_number(high)}"
+            return f"<{number(high)}"
     return ""
 
 
@@ -446,9 +311,9 @@ def _obx(obx: Segment, observation: dict[str, Any], coder: Coder, set_id: int) -
         for c in concept.get("coding") or []
         if c.get("code")
     ]
-    _repeat(obx, "obx_8", [_esc(f) for f in flags])
+    _repeat(obx, "obx_8", [esc(f) for f in flags])
     obx.obx_11 = _OBS_STATUS.get(str(observation.get("status") or ""), "F") or "F"
-    if effective := _ts(observation.get("effectiveDateTime")):
+    if effective := ts(observation.get("effectiveDateTime")):
         obx.obx_14 = effective
 
 
@@ -477,15 +342,15 @@ def result_message(
     # The report's identifier is its filler number (the centre's), which the order lacks.
     identifiers = [*(ordered.get("identifier") or []), *(report.get("identifier") or [])]
     _obr(order.obr, {**ordered, "identifier": identifiers, "code": report.get("code")}, coder)
-    if effective := _ts(report.get("effectiveDateTime")):
+    if effective := ts(report.get("effectiveDateTime")):
         order.obr.obr_7 = effective
-    if issued := _ts(report.get("issued")):
+    if issued := ts(report.get("issued")):
         order.obr.obr_22 = issued
     for concept in report.get("category") or []:
         codings = concept.get("coding") or []
         section = next((c["code"] for c in codings if c.get("system") == SECTIONS), None)
         if section:
-            order.obr.obr_24 = _esc(section)
+            order.obr.obr_24 = esc(section)
             break
     order.obr.obr_25 = _REPORT_STATUS.get(str(report.get("status") or ""), "F")
     if report.get("conclusion"):
@@ -506,6 +371,6 @@ def result_message(
         obx.obx_2 = "ED"
         obx.obx_3 = coder.cwe(report.get("code"))
         kind, _, subtype = str(form.get("contentType") or "application/pdf").partition("/")
-        obx.obx_5 = f"^{_esc(kind)}^{_esc(subtype.upper())}^Base64^{form['data']}"
+        obx.obx_5 = f"^{esc(kind)}^{esc(subtype.upper())}^Base64^{form['data']}"
         obx.obx_11 = _REPORT_STATUS.get(str(report.get("status") or ""), "F")
     return _encode(message, address.receiver)

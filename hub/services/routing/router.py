@@ -40,7 +40,8 @@ from hub.services.recognition.recognize import resolve_item
 from hub.services.routing import hooks as _hooks  # noqa: F401  (delivery hooks registered)
 from hub.services.routing import results
 from hub.services.routing.endpoints import member_endpoints, order_channel, structure
-from hub.services.routing.outbound import Addressing, order_message, placer_member
+from hub.services.routing.fields import placer_member
+from hub.services.routing.outbound import Addressing, order_message
 from hub.services.routing.rules import Decision, OrderFacts, RoutingRules, decide, load_rules
 from hub.services.routing.status import (
     CANCEL_TOPIC,
