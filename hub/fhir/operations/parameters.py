@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import Request
+
 from hub.fhir.errors import BadRequest
+from hub.services.months import MONTH
 
 _VALUE_KEYS = (
     "valueReference",
@@ -56,3 +59,15 @@ def result(*parts: tuple[str, str, Any]) -> dict[str, Any]:
         "resourceType": "Parameters",
         "parameter": [{"name": name, key: val} for name, key, val in parts if val is not None],
     }
+
+
+def month_and_member(request: Request) -> tuple[str, str | None]:
+    """``month`` (required, YYYY-MM) and ``member`` (optional, a member code) of a figures
+    operation ($recognition-report, $referral-report, $routing-report)."""
+    month = request.query_params.get("month", "")
+    if not MONTH.match(month):
+        raise BadRequest("month=YYYY-MM is required (e.g. 2026-10)", code="required")
+    member = request.query_params.get("member")
+    if member is not None and request.app.state.community.member(member) is None:
+        raise BadRequest(f"member {member!r} is not a member of the community", code="value")
+    return month, member

@@ -7,7 +7,6 @@ Parameters in (see profiles/recognition/OperationDefinition-recognize.json): ``p
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +16,7 @@ from starlette.responses import Response
 
 from hub.fhir.errors import BadRequest
 from hub.fhir.interactions import Unit
-from hub.fhir.operations.parameters import parameters, value, values
+from hub.fhir.operations.parameters import month_and_member, parameters, value, values
 from hub.fhir.responses import fhir_response
 from hub.fhir.routes import engine_of, read_body, run_read, run_write
 from hub.search.values import DateFormatError, date_range, from_micros
@@ -29,7 +28,6 @@ from hub.services.recognition.figures import Figures, monthly, total
 from hub.services.recognition.recognize import Answer, reason_coding, recognise
 
 router = APIRouter()
-MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
 def _at(raw: Any, community: Any) -> datetime:
@@ -158,10 +156,7 @@ def _figures(name: str, f: Figures) -> dict[str, Any]:
 
 @router.get("/$recognition-report")
 async def recognition_report(request: Request) -> Response:
-    month = request.query_params.get("month", "")
-    if not MONTH.match(month):
-        raise BadRequest("month=YYYY-MM is required", code="required")
-    member = request.query_params.get("member")
+    month, member = month_and_member(request)
 
     def run(unit: Unit) -> dict[str, Any]:
         found = monthly(unit.conn, month, member)

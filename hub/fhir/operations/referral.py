@@ -16,11 +16,10 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from hub.fhir.errors import BadRequest
 from hub.fhir.interactions import Unit
+from hub.fhir.operations.parameters import month_and_member
 from hub.fhir.responses import fhir_response
 from hub.fhir.routes import engine_of, run_read
-from hub.services.feedback.model import MONTH
 from hub.services.referral.figures import Counts, Report, monthly
 from hub.services.referral.rules import load_rules
 
@@ -67,13 +66,8 @@ def render(report: Report) -> dict[str, Any]:
 
 @router.get("/$referral-report")
 async def referral_report(request: Request) -> Response:
-    month = request.query_params.get("month", "")
-    if not MONTH.match(month):
-        raise BadRequest("month=YYYY-MM is required (e.g. 2026-10)", code="required")
+    month, member = month_and_member(request)
     community = request.app.state.community
-    member = request.query_params.get("member")
-    if member is not None and member not in {m.org_id for m in community.members.values()}:
-        raise BadRequest(f"member {member!r} is not a member of the community", code="value")
     directions = list(load_rules().directions)
 
     def run(unit: Unit) -> dict[str, Any]:

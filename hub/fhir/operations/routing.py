@@ -9,21 +9,19 @@ hub.services.routing.figures.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from hub.fhir.errors import BadRequest
 from hub.fhir.interactions import Unit
+from hub.fhir.operations.parameters import month_and_member
 from hub.fhir.responses import fhir_response
 from hub.fhir.routes import engine_of, run_read
 from hub.services.routing.figures import Figures, monthly
 
 router = APIRouter()
-MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
 def _figures(name: str, f: Figures) -> dict[str, Any]:
@@ -43,12 +41,7 @@ def _figures(name: str, f: Figures) -> dict[str, Any]:
 
 @router.get("/$routing-report")
 async def routing_report(request: Request) -> Response:
-    month = request.query_params.get("month", "")
-    if not MONTH.match(month):
-        raise BadRequest("month=YYYY-MM is required", code="required")
-    member = request.query_params.get("member")
-    if member is not None and request.app.state.community.member(member) is None:
-        raise BadRequest(f"member {member!r} is not a member of the community", code="value")
+    month, member = month_and_member(request)
 
     def run(unit: Unit) -> dict[str, Any]:
         report = monthly(unit.conn, month, member)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import re
+from hub.services.months import MONTH, check_month
+
+__all__ = ["MONTH", "check_month"]
 
 LOINC = "http://loinc.org"
 DISCHARGE_SUMMARY = {"system": LOINC, "code": "18842-5", "display": "Discharge summary"}
@@ -17,7 +19,6 @@ UNADDRESSED_CODE = {"system": FEEDBACK_CS, "code": "unaddressed", "display": "�
 CHANGE_FLAG_CS = f"{BASE}/CodeSystem/feedback-change"
 CHANGE_DISPLAY = {"new": "新增", "amended": "更正", "unchanged": "无变化", "withdrawn": "撤回"}
 PRIMARY_CARE_KINDS = frozenset({"township-centre", "community-centre"})
-MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 # Sections, in document order: (key, code, Chinese title).  LOINC document-section codes where
 # one exists; discharge disposition has none, so the community's own code is used.
@@ -49,9 +50,3 @@ def package_id(org_id: str, month: str) -> str:
 
 def unaddressed_id(month: str) -> str:
     return f"fbu-{month}"
-
-
-def check_month(month: str) -> str:
-    if not MONTH.match(month):
-        raise ValueError(f"month must be YYYY-MM, not {month!r}")
-    return month
