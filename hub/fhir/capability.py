@@ -221,6 +221,14 @@ def _statement_body() -> dict[str, Any]:
                         "documentation": _EXPORT_DOC + "; every type this hub serves",
                     },
                     {
+                        "name": "recognition-report",
+                        "definition": "https://ygt.example.org/fhir/OperationDefinition/"
+                        "recognition-report",
+                        "documentation": "检查检验结果互认 figures, GET: month=YYYY-MM, member; "
+                        "checked, recognisable, accepted, reordered, money saved, repeats by "
+                        "reason",
+                    },
+                    {
                         "name": "referral-report",
                         "definition": "https://ygt.example.org/fhir/OperationDefinition/"
                         "referral-report",
