@@ -20,7 +20,9 @@ from hub import __version__
 from hub.admin.feedback import router as feedback_admin_router
 from hub.admin.outbox import router as outbox_admin_router
 from hub.admin.routing import router as routing_admin_router
+from hub.auth.audit import install_audit
 from hub.auth.enforce import Unauthenticated, authenticate
+from hub.auth.limits import install_limits, throttle
 from hub.auth.routes import router as auth_router
 from hub.cds.routes import router as cds_router
 from hub.config import Settings, load_settings
@@ -50,7 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         # Every endpoint proves its caller first; only the open paths of
         # profiles/security/rules.json (metadata, discovery, health) answer anyone.
-        dependencies=[Depends(authenticate)],
+        # Then each caller is held to its rate (429 past it): hub.auth.limits.
+        dependencies=[Depends(authenticate), Depends(throttle)],
         title="County records hub",
         version=__version__,
         lifespan=lifespan,
@@ -89,6 +92,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     instrument(app)  # /readyz, /metrics, correlation ids and request latency
+    # Every access to patient data and every refused credential leaves an AuditEvent; the
+    # guard (added last, so outermost) refuses oversized bodies and login floods first.
+    install_audit(app)
+    install_limits(app)
 
     @app.exception_handler(FhirError)
     async def on_fhir_error(_request: Request, exc: FhirError) -> Response:

@@ -48,6 +48,7 @@ from hub.fhir.references import (
 from hub.search.criteria import split_token, split_values
 from hub.search.engine import find_matches, match_identifiers, search
 from hub.search.values import DateFormatError, date_range, format_instant
+from hub.security.audit_context import note_bundle_kind
 from hub.security.checks import check_entry
 from hub.store import repository as repo
 from hub.store.locks import criteria_key, lock_keys
@@ -77,6 +78,7 @@ def process_bundle(
     the commit (the feed worker marks its inbox row applied there, so both commit together).
     """
     kind, raw_entries = parse_envelope(bundle)
+    note_bundle_kind(kind)  # the request's AuditEvent names a transaction or a batch
     base = base_url.rstrip("/")
     with_resources = prefer_return not in ("minimal", "OperationOutcome")
     if kind == "transaction":

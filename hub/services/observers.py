@@ -51,6 +51,7 @@ class Observers:
 
 
 def observers(conn: Connection) -> Observers:
+    from hub.services.audit_trail import AuditTrail
     from hub.services.identity.linker import PatientIndex
     from hub.services.recognition.decisions import RecognitionDecisions
     from hub.services.recognition.marking import RecognitionMark
@@ -71,5 +72,8 @@ def observers(conn: Connection) -> Observers:
             # Before the matcher too: it announces the routing Tasks the router writes.
             OrderRouter(conn),
             SubscriptionMatcher(conn),
+            # Last: its event, written as the unit flushes, names what every service before
+            # it wrote for the caller too (it writes nothing the others watch).
+            AuditTrail(conn),
         ]
     )

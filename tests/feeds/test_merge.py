@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from adapters.feeds.config import demo_community
 from hub.feeds.service import FeedService
 from hub.queue.worker import drain
+from hub.services.audit import DCM
 from tests.feeds.helpers import ack_code, inbox_rows, send_all
 
 MRN = demo_community().members["XRMYY"].system("mrn")
@@ -102,7 +103,9 @@ def test_a40_moves_what_referred_to_the_retired_record(
     survivor = patient(client, "XR-A")
     moved = client.get(f"/fhir/Encounter/{visit}").json()
     assert moved["subject"]["reference"] == f"Patient/{survivor['id']}"
-    audits = client.get("/fhir/AuditEvent", params={"entity": f"Patient/{retired['id']}"}).json()
+    # The patient index's own record (type Patient Record); reads of the patient have theirs.
+    record = {"entity": f"Patient/{retired['id']}", "type": f"{DCM}|110110"}
+    audits = client.get("/fhir/AuditEvent", params=record).json()
     assert [e["resource"]["subtype"][0]["code"] for e in audits["entry"]] == ["merge"]
 
 
@@ -132,9 +135,9 @@ def test_a37_unlinks_and_a24_links_two_records(
     assert index_link(one) != index_link(two)
     subtypes = {
         e["resource"]["subtype"][0]["code"]
-        for e in client.get("/fhir/AuditEvent", params={"entity": f"Patient/{one['id']}"}).json()[
-            "entry"
-        ]
+        for e in client.get(
+            "/fhir/AuditEvent", params={"entity": f"Patient/{one['id']}", "type": f"{DCM}|110110"}
+        ).json()["entry"]
     }
     assert subtypes == {"link", "unlink"}
     # One PID only: refused with a clear answer, kept for replay.

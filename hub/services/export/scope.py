@@ -34,6 +34,9 @@ GROUP_CHARACTERISTIC = "https://ygt.example.org/fhir/CodeSystem/group-characteri
 PRIMARY_CARE = "primary-care-organisation"
 KINDS = ("system", "patient", "group")
 _COMPARTMENT_PARAMS = ("patient", "subject")
+# The audit trail names patients but is not their record (as in $everything): who read a
+# patient's data is the office's to see, not a health-archive system's to export.
+_LEFT_OUT = frozenset({"AuditEvent"})
 _INSERT_BATCH = 1000
 
 
@@ -42,6 +45,8 @@ def compartment_params() -> dict[str, tuple[str, ...]]:
     """Type → its reference parameters that can point at the patient (from the registry)."""
     out: dict[str, tuple[str, ...]] = {}
     for res_type in SUPPORTED_TYPES:
+        if res_type in _LEFT_OUT:
+            continue
         params = type_params(res_type)
         found = tuple(
             code
