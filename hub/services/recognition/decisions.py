@@ -151,9 +151,14 @@ class RecognitionDecisions:
 
     def before_write(self, writer: Writer, resource: dict[str, Any], res_id: str) -> dict:
         if resource["resourceType"] == "ServiceRequest":
-            if resource.get("status") == "active" and resource.get("intent") in (
-                "order", "original-order", "instance-order"
-            ):  # fmt: skip
+            # An order the hub only knows from its result (an ORU makes sure it exists, with no
+            # requester) was placed elsewhere, unseen: not an order to check.  Counting it would
+            # also date the check to the day the result arrived (it has no authoredOn).
+            if (
+                resource.get("status") == "active"
+                and resource.get("intent") in ("order", "original-order", "instance-order")
+                and resource.get("requester") is not None
+            ):
                 self.orders.append((res_id, resource))
             return resource
         decision, reason = _decision(resource)
