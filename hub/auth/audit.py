@@ -17,6 +17,7 @@ the login-flood limits.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -37,18 +38,11 @@ from hub.security import audit, audit_context
 from hub.security.patient_data import is_fhir_id
 from hub.security.tokens import Principal
 from hub.services import audit_trail
-from hub.store.repository import Writer, now_micros
+from hub.store.repository import now_micros
 
 log = logging.getLogger("hub.audit")
 _TRANSACTIONS = ("transaction", "batch")
-
-
-def record_event(engine: Engine, event: dict[str, Any]) -> None:
-    """Write one event in a transaction of its own, through the store's Writer (indexed)."""
-    with engine.begin() as conn:
-        writer = Writer(conn)
-        audit_trail.store_event(writer, event)
-        writer.flush()
+_INLINE_BYTES = 64 * 1024
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -56,11 +50,6 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return str(value.decode("latin-1"))
     return None
-
-
-def _server(scope: Scope) -> str | None:
-    host = _header(scope, b"host")
-    return f"{scope.get('scheme', 'http')}://{host}" if host else None
 
 
 def _who(principal: Principal, record: audit_context.RequestAudit) -> audit.Who:
@@ -94,7 +83,7 @@ class AuditMiddleware:
             await self.app(scope, receive, send)
             return
         record = audit_context.RequestAudit(
-            interaction, path=path, address=address_of(scope), server=_server(scope),
+            interaction, path=path, address=address_of(scope),
             query=scope.get("query_string", b"").decode("latin-1"), request_id=correlation_id(),
         )  # fmt: skip
         form: list[bytes] = []
@@ -155,11 +144,18 @@ class AuditMiddleware:
         if done and record.interaction.code not in _TRANSACTIONS:
             return True  # the write's unit of work recorded it
         location = _header({"headers": start["headers"]}, b"content-location") if start else None
+        app = scope["app"]
+        args = (app.state.engine, principal, record, status, payload, location)
         try:
-            await run_in_threadpool(
-                _write_answer, scope["app"].state.engine, principal, record, status, payload,
-                location,
-            )  # fmt: skip
+            # A small answer is read here; a large one (a searchset page) or an export file
+            # (a lookup) in the thread pool, so the event loop never waits on either.
+            if len(payload) < _INLINE_BYTES and record.interaction.operation != "$export-file":
+                event = _answer_event(*args)
+            else:
+                event = await run_in_threadpool(_answer_event, *args)
+            if event is not None:
+                await asyncio.wrap_future(app.state.audit_writer.submit(event))
+                record.audited = True
         except Exception as exc:
             log.error("audit event not written, answer withheld: %s", describe(exc))
             return False
@@ -181,8 +177,10 @@ async def _refuse(send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def _write_answer(engine: Engine, principal: Principal, record: audit_context.RequestAudit,
-                  status: int, payload: bytes, location: str | None) -> None:  # fmt: skip
+def _answer_event(engine: Engine, principal: Principal, record: audit_context.RequestAudit,
+                  status: int, payload: bytes,
+                  location: str | None) -> dict[str, Any] | None:  # fmt: skip
+    """The event of an answer about to leave, or None when it involves no patient data."""
     interaction = record.interaction
     parsed: Any = None
     if payload[:1] == b"{":
@@ -195,15 +193,11 @@ def _write_answer(engine: Engine, principal: Principal, record: audit_context.Re
         job, job_name = _export_file(engine, record, status)
     elif interaction.operation == "$export" and location and status == 202:
         job = location.rstrip("/").rsplit("/", 1)[-1]
-    event = audit.response_event(
+    return audit.response_event(
         interaction, _who(principal, record), office=principal.is_office, status=status,
         body=parsed, recorded=now_micros(), query=record.query, job=job, job_name=job_name,
-        server=record.server, request_id=record.request_id,
+        request_id=record.request_id,
     )  # fmt: skip
-    if event is None:
-        return
-    record_event(engine, event)
-    record.audited = True
 
 
 def _export_file(engine: Engine, record: audit_context.RequestAudit,
@@ -252,15 +246,15 @@ def on_login_failure(request: Request, exc: Exception) -> None:
     event = audit.login_failure_event(
         audit.Who(claimed, address=address, claimed=True), recorded=now_micros(),
         description=f"{request.method} {request.url.path}: {reason}",
-        server=_server(request.scope),
         request_id=correlation_id(),
     )  # fmt: skip
     try:
-        record_event(request.app.state.engine, event)
+        request.app.state.audit_writer.write(event)
     finally:
         note_login_failure(request.app, address, claimed)
 
 
 def install_audit(app: FastAPI) -> None:
+    app.state.audit_writer = audit_trail.GroupWriter(app.state.engine)
     app.add_middleware(AuditMiddleware)
     app.state.on_login_failure = on_login_failure

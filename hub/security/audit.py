@@ -74,14 +74,16 @@ def _coding(system: str, code: str, display: str | None = None) -> dict[str, str
     return out
 
 
-def _agents(who: Who, server: str | None) -> list[dict[str, Any]]:
+def _agents(who: Who) -> list[dict[str, Any]]:
     client: dict[str, Any] = {
         "type": {"coding": [_coding(USER_AGENT, "UserOauthAgent", "User OAuth Agent participant")]},
         "requestor": True,
     }
     if who.client_id:
         name = _text(who.client_id, 128)
-        client["who"] = {"identifier": {"system": CLIENT_ID, "value": name}}
+        # A client system is a Device in FHIR's terms; typed so, its id is not read as a
+        # patient identifier by the AuditEvent ``patient`` parameter (agent.who | entity.what).
+        client["who"] = {"type": "Device", "identifier": {"system": CLIENT_ID, "value": name}}
         client["name"] = name
         if who.claimed:
             client["who"]["display"] = "claimed, not verified"
@@ -101,15 +103,12 @@ def _agents(who: Who, server: str | None) -> list[dict[str, Any]]:
         "who": {"display": HUB_NAME},
         "requestor": False,
     }
-    if server:
-        hub["network"] = {"address": _text(server, 255), "type": "5"}
     agents.append(hub)
     return agents
 
 
 def _source() -> dict[str, Any]:
     return {
-        "site": "county-records-hub",
         "observer": {"display": HUB_NAME},
         "type": [_coding(SOURCE_TYPE, "4", "Application Server")],
     }
@@ -165,7 +164,6 @@ def rest_event(
     job: str | None = None,
     job_name: str | None = None,
     description: str | None = None,
-    server: str | None = None,
     request_id: str | None = None,
 ) -> dict[str, Any]:
     """The event of one FHIR REST request (type ``rest``, subtype its interaction)."""
@@ -182,7 +180,7 @@ def rest_event(
     }
     if description:
         event["outcomeDesc"] = _text(description)
-    event["agent"] = _agents(who, server)
+    event["agent"] = _agents(who)
     event["source"] = _source()
     entities = _entities(patients, resources, query, job, request_id, job_name)
     if entities:
@@ -191,7 +189,6 @@ def rest_event(
 
 
 def login_failure_event(who: Who, *, recorded: int, description: str,
-                        server: str | None = None,
                         request_id: str | None = None) -> dict[str, Any]:  # fmt: skip
     """A refused credential: bad client credentials at the token endpoint, or a bearer token
     that does not verify (DICOM 110114 User Authentication, subtype 110122 Login, failed)."""
@@ -203,7 +200,7 @@ def login_failure_event(who: Who, *, recorded: int, description: str,
         "recorded": format_instant(recorded),
         "outcome": "4",
         "outcomeDesc": _text(description),
-        "agent": _agents(who, server),
+        "agent": _agents(who),
         "source": _source(),
     }
     entities = _entities((), (), None, None, request_id)
@@ -243,7 +240,6 @@ def response_event(
     query: str = "",
     job: str | None = None,
     job_name: str | None = None,
-    server: str | None = None,
     request_id: str | None = None,
 ) -> dict[str, Any] | None:
     """The event for a request whose answer is about to leave the hub, or None when it
@@ -282,6 +278,6 @@ def response_event(
     return rest_event(
         interaction, who, recorded=recorded, outcome=outcome_of(status),
         patients=list(patients)[:MAX_PATIENTS], resources=list(resources)[:MAX_RESOURCES],
-        query=query_text, job=job, job_name=job_name, description=description, server=server,
+        query=query_text, job=job, job_name=job_name, description=description,
         request_id=request_id,
     )  # fmt: skip

@@ -105,7 +105,6 @@ class RequestAudit:
     interaction: Interaction
     path: str = ""
     address: str | None = None  # the caller's network address
-    server: str | None = None  # the hub's own address as the caller named it
     query: str = ""  # the query string (and a POST _search's form)
     request_id: str | None = None  # X-Request-ID: the same id as the request's log lines
     audited: bool = False  # an event for this request is written (or in its unit of work)

@@ -11,10 +11,13 @@ its inbox and Provenance record where each change came from.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from concurrent.futures import Future
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Engine, select
 
 from hub.security.audit import Who, rest_event
 from hub.security.audit_context import Interaction, RequestAudit, current_request
@@ -27,6 +30,105 @@ from hub.store.schema import resource_history
 def store_event(writer: Writer, event: dict[str, Any]) -> StoredResource:
     """The one place an access AuditEvent is written (reads and writes alike)."""
     return writer.create(event, observe=False)
+
+
+def store_events(conn: Connection, events: list[dict[str, Any]]) -> None:
+    """Write events in one transaction of their own, through the store's Writer (indexed)."""
+    with conn.begin():
+        writer = Writer(conn)
+        for event in events:
+            store_event(writer, event)
+        writer.flush()
+
+
+Batch = list[tuple[dict[str, Any], Future[None]]]
+
+
+class GroupWriter:
+    """Writes the events of reads (which have no unit of work of their own) with group commit.
+
+    Events submitted while a commit is in flight go together in the next transaction, so a
+    busy hub pays one BEGIN/COMMIT for many reads, on a connection the writer keeps while it
+    has work (no pool checkout and liveness ping per event).  Each request still waits for the
+    commit that holds its event: no answer leaves before its record is stored, and a failed
+    write fails the requests it held.  One event that cannot be written does not fail its
+    neighbours: the batch is retried one by one.  The thread (and its connection) leaves when
+    idle and comes back with the next event.
+    """
+
+    MAX_BATCH = 200
+    IDLE_SECONDS = 5.0
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._pending: Batch = []
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._conn: Connection | None = None  # used by the writer thread only
+
+    def submit(self, event: dict[str, Any]) -> Future[None]:
+        done: Future[None] = Future()
+        with self._wake:
+            self._pending.append((event, done))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="audit-writer",
+                                                daemon=True)  # fmt: skip
+                self._thread.start()
+            self._wake.notify()
+        return done
+
+    def write(self, event: dict[str, Any]) -> None:
+        """Submit and wait (for code already off the event loop: the login-failure hook)."""
+        self.submit(event).result()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._wake:
+                    if not self._pending:
+                        self._wake.wait(self.IDLE_SECONDS)
+                        if not self._pending:
+                            self._thread = None
+                            return
+                    batch = self._pending[: self.MAX_BATCH]
+                    del self._pending[: self.MAX_BATCH]
+                self._commit(batch)
+        finally:
+            self._drop()
+
+    def _store(self, events: list[dict[str, Any]]) -> None:
+        if self._conn is None:
+            self._conn = self.engine.connect()
+        try:
+            store_events(self._conn, events)
+        except Exception:
+            self._drop()  # it may be broken: the next batch starts on a fresh one
+            raise
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            # Closing a broken connection must not stop the writer.
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+    def _commit(self, batch: Batch) -> None:
+        try:
+            self._store([event for event, _ in batch])
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0][1].set_exception(exc)
+                return
+            for event, done in batch:
+                try:
+                    self._store([event])
+                except Exception as alone:
+                    done.set_exception(alone)
+                else:
+                    done.set_result(None)
+            return
+        for _, done in batch:
+            done.set_result(None)
 
 
 def who_of(record: RequestAudit | None) -> Who | None:
@@ -89,7 +191,6 @@ class AuditTrail:
         event = rest_event(
             interaction, who, recorded=writer.last_updated, patients=list(self.seen.patients),
             resources=list(self.seen.resources), description=description,
-            server=record.server if record else None,
             request_id=record.request_id if record else None,
         )  # fmt: skip
         if self.event_id is None:
