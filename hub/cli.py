@@ -531,6 +531,49 @@ def _engine_and_community(settings: Any) -> tuple[Any, Any]:
     return make_engine(settings.db_url), community
 
 
+@app.command()
+def demo(
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help="Store (default: ./hub-demo.db, made afresh each run)"),
+    ] = None,
+    residents: Annotated[int, typer.Option(min=50, help="Synthetic residents")] = 5000,
+    days: Annotated[int, typer.Option(min=1, max=31, help="Days of the month to play")] = 30,
+    month: Annotated[
+        str | None, typer.Option(help="The month played, YYYY-MM (default: last month)")
+    ] = None,
+    speed: Annotated[
+        float | None,
+        typer.Option(help="Simulated seconds per second (default: as fast as the hub goes)"),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Listen address of the hub it starts")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port")] = 8080,
+    mllp_port: Annotated[int, typer.Option("--mllp-port", help="MLLP port")] = 2575,
+    url: Annotated[
+        str | None,
+        typer.Option(help="Play against a hub already running here (its store: --db)"),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Same seed, same county, same month")] = 2026,
+    exit_: Annotated[
+        bool, typer.Option("--exit", help="Stop the hub when done instead of serving on")
+    ] = False,
+) -> None:
+    """A synthetic county community and a month of its traffic, played through the hub's real
+    MLLP port and FHIR API, then the monthly feedback; the hub keeps serving /ui afterwards."""
+    from hub.demo.run import DemoOptions, run
+
+    if month is not None:
+        from hub.services.feedback.model import MONTH
+
+        if not MONTH.match(month):
+            raise typer.BadParameter("--month must be YYYY-MM, e.g. 2026-10")
+    options = DemoOptions(
+        db=db, residents=residents, days=days, month=month, speed=speed, host=host, port=port,
+        mllp_port=mllp_port, url=url, seed=seed, exit=exit_,
+    )  # fmt: skip
+    raise typer.Exit(run(options))
+
+
 # hub api, hub mllp, hub scheduler: the parts of ``hub serve`` as processes of their own.
 register_process_commands(app)
 
