@@ -131,6 +131,12 @@ class AuditMiddleware:
         token = audit_context.begin_request(record)
         try:
             await self.app(scope, receive, capture)
+        except Exception:
+            if start is None:
+                # An unexpected error (the server's 500 comes from outside): recorded as a
+                # serious failure if it can be, and raised on either way.
+                await self._audit(scope, record, 500, b"")
+            raise
         finally:
             audit_context.end_request(token)
 

@@ -272,7 +272,8 @@ def response_event(
         query_text = f"{interaction.res_type or ''}?{query}"
     description = None
     if status >= 400:
-        description = f"HTTP {status}: {_first_diagnostics(body) or 'refused'}"
+        why = _first_diagnostics(body) or ("refused" if status < 500 else "failed in the hub")
+        description = f"HTTP {status}: {why}"
     elif seen.found > len(seen.resources) and not searching:
         description = f"{seen.found} resources of patient data; the first {MAX_RESOURCES} named"
     return rest_event(

@@ -167,6 +167,19 @@ def test_a_refused_read_is_recorded_as_a_failure(
     assert "403" in events[1]["outcomeDesc"]
 
 
+def test_a_read_that_fails_on_the_hubs_side_is_recorded_as_a_serious_failure(
+    app: FastAPI, client: TestClient, people: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hub.fhir import interactions
+
+    monkeypatch.setattr(interactions, "read", _failing)
+    res = _member(app, raise_errors=False).get("/fhir/Observation/o1")
+    assert res.status_code == 500
+    [event] = _events(client, agent="Organization/XJYZX")
+    assert (event["subtype"][0]["code"], event["outcome"]) == ("read", "8")
+    assert _by(event, "4") == ["Observation/o1"]
+
+
 def test_the_office_reading_the_trail_and_non_patient_data_leave_no_event(
     app: FastAPI, client: TestClient, engine: sa.Engine, people: None
 ) -> None:
@@ -384,6 +397,40 @@ def test_a_refused_login_is_not_hidden_when_its_event_cannot_be_written(
         "/fhir/Patient", headers={"Authorization": "Bearer not.a.jwt"}
     )
     assert res.status_code == 500
+
+
+def test_reads_arriving_together_share_a_commit_and_a_bad_event_fails_only_itself(
+    engine: sa.Engine, clean_db: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hub.services.audit_trail import GroupWriter
+    from hub.store.repository import Writer
+
+    real = audit_trail.store_event
+
+    def picky(writer: Writer, event: dict[str, Any]) -> Any:
+        if event.get("outcomeDesc") == "bad":
+            raise ValueError("cannot store this one")
+        return real(writer, event)
+
+    monkeypatch.setattr(audit_trail, "store_event", picky)
+    group = GroupWriter(engine)
+    event = {"resourceType": "AuditEvent", "recorded": "2026-11-23T10:00:00.000Z"}
+
+    def together(descriptions: str) -> list[BaseException | None]:
+        with group._wake:  # hold the writer back so that all of them wait for one commit
+            waiting = [group.submit({**event, "outcomeDesc": d}) for d in descriptions]
+        return [f.exception(timeout=30) for f in waiting]
+
+    def stamps() -> list[int]:
+        query = sa.text("SELECT last_updated FROM resources WHERE res_type = 'AuditEvent'")
+        with engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
+    assert together("xyz") == [None, None, None]
+    assert len(stamps()) == 3 and len(set(stamps())) == 1  # one Writer, one commit
+    results = together(["a", "b", "bad", "c"])
+    assert [type(r).__name__ if r else None for r in results] == [None, None, "ValueError", None]
+    assert len(stamps()) == 6  # the good ones, retried one by one after the batch failed
 
 
 # --- the pure parts ------------------------------------------------------------------------
