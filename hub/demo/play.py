@@ -33,6 +33,7 @@ _MSA = re.compile(rb"(?:^|\r)MSA\|([A-Z]{2})")
 # dashboard shows a queue that moves, and the pending list stays short enough to read whole.
 MAX_BACKLOG = 300
 POLL_LIMIT = 1000
+WAIT_LIMIT = 300.0  # seconds a resident's next event waits for the worker at most
 
 Headers = Callable[[str], dict[str, str]]  # client (member code or "admin") → auth header
 
@@ -126,13 +127,18 @@ class Inbox:
         )
 
     async def applied(self, sent: list[tuple[str, str, float]]) -> None:
-        while not self.done(sent):
-            await self.changed.wait()
+        """Until the worker has applied these messages (TimeoutError if it never does)."""
+        async with asyncio.timeout(WAIT_LIMIT):
+            while not self.done(sent):
+                await self.changed.wait()
 
     async def room(self) -> None:
-        """Wait while the backlog is full."""
-        while self.depth >= MAX_BACKLOG:
-            await self.changed.wait()
+        """Wait while the backlog is full (not forever: a hub that stopped answering the
+        office's list must not stall the demo; its sends then fail and are reported)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(WAIT_LIMIT):
+                while self.depth >= MAX_BACKLOG:
+                    await self.changed.wait()
 
 
 def _ack_code(answer: bytes) -> str:
@@ -182,11 +188,13 @@ class Player:
         self.inbox.start()
         slots = asyncio.Semaphore(self.concurrency)
         last: dict[str, asyncio.Task[None]] = {}
-        wall0, sim0 = time.monotonic(), plan.start
+        wall0: float | None = None  # when the month's first instant was played
         try:
             for event in plan.events:
-                if self.speed:
-                    due = wall0 + (event.at - sim0).total_seconds() / self.speed
+                # Paced from the month's start; what began before it (stays under way) at once.
+                if self.speed and event.at >= plan.start:
+                    wall0 = wall0 or time.monotonic()
+                    due = wall0 + (event.at - plan.start).total_seconds() / self.speed
                     if (wait := due - time.monotonic()) > 0:
                         await asyncio.sleep(wait)
                 await slots.acquire()

@@ -39,7 +39,7 @@ __all__ = ["Plan", "build_plan", "month_window", "registrations"]
 @dataclass(frozen=True)
 class Plan:
     month: str
-    start: datetime  # the first event's time
+    start: datetime  # the month's first instant (stays already under way begin before it)
     end: datetime  # the end of the window (exclusive)
     setup: tuple[Transaction, ...]
     events: tuple[Event, ...]
@@ -102,4 +102,4 @@ def build_plan(
         requests=sum(1 for e in events if not isinstance(e, Message)) + len(setup),
         by_kind=kinds,
     )
-    return Plan(month, first, m.end, tuple(setup), tuple(events), expected)
+    return Plan(month, m.start, m.end, tuple(setup), tuple(events), expected)
