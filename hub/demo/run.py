@@ -27,7 +27,7 @@ from sqlalchemy.engine import make_url
 from adapters.feeds.config import Community, demo_community, load_community
 from hub.config import Settings, load_settings
 from hub.demo.access import Access
-from hub.demo.events import Event
+from hub.demo.events import Event, Message
 from hub.demo.peers import Peers, port_free
 from hub.demo.play import Lines, Player, Stats
 from hub.demo.population import build_population
@@ -114,16 +114,14 @@ class HubProcess:
 
 def _progress(console: Console) -> Progress:
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=console,
+        TextColumn("[bold]{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
+        TimeElapsedColumn(), TextColumn("{task.fields[detail]}"), console=console,
     )  # fmt: skip
 
 
 async def _play(plan: Plan, player: Player, console: Console) -> Stats:
     with _progress(console) as bar:
-        setup = bar.add_task(
-            "archives", total=len(plan.setup), detail="residents' records at their centres"
-        )
+        setup = bar.add_task("archives", total=len(plan.setup), detail="residents' records")
 
         def registered(_e: Event) -> None:
             bar.advance(setup)
@@ -132,12 +130,11 @@ async def _play(plan: Plan, player: Player, console: Console) -> Stats:
         with _phase(console, f"{len(plan.setup)} archive transactions"):
             await player.setup(plan)
         month = bar.add_task(plan.month, total=len(plan.events), detail="")
-        seen: dict[str, int] = {}
+        seen = {"HL7": 0, "FHIR": 0}
 
         def played(e: Event) -> None:
-            kind = type(e).__name__.lower()
-            seen[kind] = seen.get(kind, 0) + 1
-            detail = f"{e.at:%m-%d %H:%M}  " + " ".join(f"{k} {v}" for k, v in seen.items())
+            seen["HL7" if isinstance(e, Message) else "FHIR"] += 1
+            detail = f"{e.at:%m-%d %H:%M}  HL7 v2 {seen['HL7']}  FHIR {seen['FHIR']}"
             bar.update(month, advance=1, detail=detail)
 
         player.on_done = played
@@ -183,7 +180,8 @@ async def _main(options: DemoOptions, console: Console) -> int:
             _fresh_sqlite(db)
         hub = HubProcess(settings, Path(options.log))
         hub.start()
-        console.print(f"[green]demo[/] hub serve starting (store {db}; log {options.log})")
+        shown = make_url(db).render_as_string(hide_password=True)
+        console.print(f"[green]demo[/] hub serve starting (store {shown}; log {options.log})")
     peers = Peers.of(community)
     access: Access | None = None
     try:
@@ -253,7 +251,8 @@ def _report(
         console.print("  log in as the office: client id [bold]ygt-office[/], secret (shown once, "
                       "the hub keeps only its hash):")  # fmt: skip
         console.print(f"  [bold]{office_secret}[/]", soft_wrap=True)
-    db_flag = "" if db == "sqlite:///./hub.db" else f" --db {db}"
+    shown = make_url(db).render_as_string(hide_password=True)
+    db_flag = "" if db == "sqlite:///./hub.db" else f" --db {shown}"
     console.print(f"  a token for scripts: hub token --admin{db_flag}")
 
 
