@@ -24,6 +24,21 @@ class Unauthenticated(FhirError):
     code = "login"
 
 
+# The office dashboard (hub.ui) runs in a browser, which cannot send a bearer header: its
+# session token rides in an HttpOnly cookie, accepted on the dashboard's paths only and minted
+# for an audience of its own, so it is no API token elsewhere.
+SESSION_COOKIE = "hub_ui_session"
+SESSION_PATHS = ("/ui",)
+
+
+class LoginRequired(Unauthenticated):
+    """A dashboard page without a live session: the dashboard answers with its login page."""
+
+
+def session_audience(issuer: str) -> str:
+    return f"{issuer}/ui"
+
+
 def _office(principal: Principal) -> None:
     if not (principal.grants.admin and principal.is_office):
         raise Forbidden("this endpoint is for the community office (hub/admin scope)")
@@ -99,21 +114,28 @@ async def authenticate(request: Request) -> None:
     if path_matches(path, table.open_paths):
         return
     header = request.headers.get("authorization", "")
-    if not header.lower().startswith("bearer "):
+    issuer = token_issuer(settings)
+    refusal: type[Unauthenticated] = Unauthenticated
+    if header.lower().startswith("bearer "):
+        token, audience = header[7:].strip(), f"{issuer}/fhir"
+    elif path_matches(path, SESSION_PATHS):
+        token, audience = request.cookies.get(SESSION_COOKIE, ""), session_audience(issuer)
+        refusal = LoginRequired
+        if not token:
+            raise LoginRequired("log in to the dashboard")
+    else:
         raise Unauthenticated("a bearer access token is required (POST /auth/token)")
     from hub.auth.routes import key_ring
 
-    issuer = token_issuer(settings)
     try:
         principal = await run_in_threadpool(
-            verify, key_ring(request), header[7:].strip(), audience=f"{issuer}/fhir",
-            issuer=issuer,
-        )  # fmt: skip
+            verify, key_ring(request), token, audience=audience, issuer=issuer
+        )
     except TokenError as exc:
         hook = getattr(request.app.state, "on_login_failure", None)
         if hook is not None:
             await run_in_threadpool(hook, request, exc)
-        raise Unauthenticated(str(exc)) from exc
+        raise refusal(str(exc)) from exc
     request.state.principal = principal
     acting_as(principal)
     if path_matches(path, table.office_paths):

@@ -34,9 +34,9 @@ class Principal:
 
 
 def issue(ring: KeyRing, client: Client, requested: str | None, *, issuer: str,
-          audience: str) -> dict[str, Any]:  # fmt: skip
+          audience: str, seconds: int = ACCESS_SECONDS) -> dict[str, Any]:  # fmt: skip
     """The token response for ``client`` asking for ``requested`` scopes (all it may have when
-    it asks for none)."""
+    it asks for none); ``seconds`` to live (the dashboard's session sets its own)."""
     try:
         scope = smart.narrow(requested, client.scopes) if requested else client.scopes
     except smart.ScopeError as exc:
@@ -47,14 +47,14 @@ def issue(ring: KeyRing, client: Client, requested: str | None, *, issuer: str,
     key = ring.current()
     claims = {
         "iss": issuer, "aud": audience, "sub": client.client_id, "iat": now,
-        "exp": now + ACCESS_SECONDS, "jti": uuid.uuid4().hex, "scope": scope,
+        "exp": now + seconds, "jti": uuid.uuid4().hex, "scope": scope,
         "org": client.org, "roles": sorted(client.roles),
     }  # fmt: skip
     if client.serves:
         claims["serves"] = sorted(client.serves)
     token = jwt.encode(claims, key.private, algorithm=ALGORITHM, headers={"kid": key.kid})
     return {
-        "access_token": token, "token_type": "bearer", "expires_in": ACCESS_SECONDS,
+        "access_token": token, "token_type": "bearer", "expires_in": seconds,
         "scope": scope,
     }  # fmt: skip
 
