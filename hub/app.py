@@ -35,6 +35,7 @@ from hub.fhir.routes import router as fhir_router
 from hub.ops.http import instrument
 from hub.runtime import tune_gc
 from hub.services.context import set_community
+from hub.ui.routes import install as install_ui
 
 log = logging.getLogger("hub")
 
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(feedback_admin_router)
     app.include_router(routing_admin_router)
     app.include_router(outbox_admin_router)
+    install_ui(app)  # the office's dashboard at /ui, and its login page
 
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi() -> JSONResponse:
