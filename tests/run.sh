@@ -36,6 +36,12 @@ if ! command -v redis-server >/dev/null 2>&1; then
   echo "== installing redis-server"
   apt_install redis-server
 fi
+# Debian's Chromium for the dashboard's browser tests (tests/ui, driven by Playwright, which
+# cannot download a browser of its own here), and a CJK font so their screenshots show Chinese.
+if ! command -v chromium >/dev/null 2>&1 || ! dpkg -s fonts-wqy-microhei >/dev/null 2>&1; then
+  echo "== installing chromium"
+  apt_install chromium fonts-wqy-microhei
+fi
 
 # --- Python environment ----------------------------------------------------------------------
 PY=python3.11
