@@ -104,6 +104,7 @@ def _feed_service(settings: Any) -> Any:
     from adapters.feeds.config import demo_community, load_community
     from hub.db import make_engine
     from hub.feeds.service import FeedService
+    from hub.queue.streams import from_settings as streams_from_settings
 
     community = load_community(settings.community) if settings.community else demo_community()
     engine = make_engine(settings.db_url, pool_size=4, max_overflow=8)
@@ -116,6 +117,7 @@ def _feed_service(settings: Any) -> Any:
         scheduler=_feedback_scheduler(settings, engine, community),
         tls=_mllp_tls(settings),
         outbox_policy=_outbox_policy(settings),
+        streams=streams_from_settings(settings),  # None without HUB_REDIS_URL
     )
 
 

@@ -63,7 +63,15 @@ class Settings(BaseSettings):
     outbox_max_attempts: int = Field(default=12, ge=1)
     outbox_timeout: float = Field(default=30.0, gt=0)
     # Operations (hub.ops).  Redis, when the hub uses one: /readyz checks that it answers.
+    # With it, inbox, outbox and rest-hook work travel on Redis Streams (hub.queue.streams),
+    # shared by every worker process; the database stays the record.
     redis_url: str | None = None
+    redis_prefix: str = "hub"  # key namespace, so several hubs may share one Redis
+    # Seconds a stream entry may sit unacknowledged before another worker takes it over (its
+    # consumer is presumed dead; a live one refreshes what it holds), and between passes of
+    # the reconciler that re-announces pending rows no entry names (after a Redis restart).
+    stream_claim_idle: float = Field(default=30.0, gt=0)
+    stream_reconcile_seconds: float = Field(default=30.0, gt=0)
     # json (one object per line) or text; unset: json for hub api|mllp|worker|scheduler,
     # text for hub serve (a developer's terminal).
     log_format: Literal["json", "text"] | None = None

@@ -24,6 +24,9 @@ from hub.ops.metrics import ACK_LATENCY
 from hub.queue.intake import receive
 from hub.queue.outbox import OutboxDelivery, Policy
 from hub.queue.sql_intake import SqlPoller
+from hub.queue.stream_workers import StreamDelivery, StreamInboxWorker
+from hub.queue.streams import NOTIFICATIONS, OUTBOX, Streams
+from hub.queue.streams import install as install_streams
 from hub.queue.worker import InboxWorker
 from hub.services.export.runner import ExportRunner
 from hub.services.routing import hooks as _routing_hooks  # noqa: F401  (delivery hooks)
@@ -53,17 +56,29 @@ class FeedService:
         scheduler: Any | None = None,
         tls: ssl.SSLContext | None = None,
         outbox_policy: Policy | None = None,
+        streams: Streams | None = None,
     ) -> None:
         self.engine = engine
         self.community = community
-        self.worker = InboxWorker(engine, threads=worker_threads) if run_worker else None
+        # With Redis (``streams``): the queues' work travels on Redis Streams, shared with
+        # every other worker process; without, this process polls the tables (embedded).
+        self.streams = streams
+        self.worker: InboxWorker | None = None
+        self.delivery: OutboxDelivery | StreamDelivery | None = None
+        self.subscriptions: OutboxDelivery | StreamDelivery | None = None
+        if run_worker:
+            outbound = OutboxDelivery(engine, policy=outbox_policy or Policy())
+            hooks = SubscriptionDelivery(engine)
+            if streams is None:
+                self.worker = InboxWorker(engine, threads=worker_threads)
+                self.delivery, self.subscriptions = outbound, hooks
+            else:
+                self.worker = StreamInboxWorker(engine, streams, threads=worker_threads)
+                self.delivery = StreamDelivery(outbound, streams, OUTBOX)
+                self.subscriptions = StreamDelivery(hooks, streams, NOTIFICATIONS)
         self.scheduler = scheduler  # the monthly feedback's (hub serve / hub worker)
-        self.delivery = (
-            OutboxDelivery(engine, policy=outbox_policy or Policy()) if run_worker else None
-        )
         # Bulk Data export jobs ($export) run beside the outbox, wherever the worker runs.
         self.export = ExportRunner(engine) if run_worker else None
-        self.subscriptions = SubscriptionDelivery(engine) if run_worker else None
         self.sql = (
             SqlPoller(engine, community, load_sql_feeds(), on_stored=self._wake_worker)
             if run_worker
@@ -106,6 +121,10 @@ class FeedService:
             self.worker.wake()
 
     def start(self) -> None:
+        if self.streams is not None:
+            # Intake, the outbox and the Subscription matcher announce through it from here on.
+            self.streams.start()
+            install_streams(self.streams)
         if self.worker is not None:
             self.worker.start()
         if self.delivery is not None:
@@ -161,3 +180,8 @@ class FeedService:
             self.subscriptions.stop()
         if self.sql is not None:
             self.sql.stop()
+        if self.streams is not None:
+            # Last: intake has stopped announcing; what is buffered is published (or, with
+            # Redis away, left to the reconciler).
+            install_streams(None)
+            self.streams.stop()

@@ -91,8 +91,19 @@ def api(
         process.run_http("hub.asgi:app", settings, workers=workers)
     else:
         from hub.app import create_app
+        from hub.queue import streams
 
-        process.run_http(create_app(settings), settings)
+        # With Redis: HTTP intake and FHIR writes that queue outbound work announce it.
+        announcer = streams.from_settings(settings)
+        if announcer is not None:
+            announcer.start()
+            streams.install(announcer)
+        try:
+            process.run_http(create_app(settings), settings)
+        finally:
+            if announcer is not None:
+                streams.install(None)
+                announcer.stop()
     log.info("stopped")
 
 
@@ -115,6 +126,7 @@ def mllp(
     from hub.db import make_engine
     from hub.feeds.service import FeedService
     from hub.ops import process
+    from hub.queue.streams import from_settings as streams_from_settings
 
     settings = load_settings(
         config, db_url=db, mllp_port=mllp_port, mllp_host=mllp_host, ops_port=ops_port
@@ -128,6 +140,7 @@ def mllp(
         mllp_host=settings.mllp_host,
         mllp_port=settings.mllp_port if settings.mllp_port is not None else 2575,
         run_worker=False,
+        streams=streams_from_settings(settings),  # with Redis: announce to the workers
     )
     service.start()
     from hub.runtime import tune_gc

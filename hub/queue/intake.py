@@ -34,6 +34,7 @@ from adapters.hl7v2.text import CHARSETS, msh_fields
 from adapters.logsafe import describe
 from hub.ops import metrics
 from hub.ops.logs import bind, correlated, hl7_correlation_id, safe_id
+from hub.queue.streams import announce_inbox
 from hub.search.values import format_instant
 from hub.store.repository import new_id, now_micros
 from hub.store.schema import inbox
@@ -291,6 +292,7 @@ def _receive(
         inbox_id = _store(engine, row)
     except IntegrityError:
         return _resend(engine, raw, row, message, community)
+    announce_inbox(inbox_id, row["patient_key"])  # committed: with Redis, tell a worker
     ack, sent = _ack(message, "AA", list(mapped.warnings), community, raw)
     return Receipt(ack, sent, inbox_id, "pending", list(mapped.warnings))
 
@@ -317,13 +319,16 @@ def _resend(
     """The sender's control id is already in the inbox: a resend, or a reused control id."""
     with engine.connect() as conn:
         earlier = conn.execute(
-            select(inbox.c.id, inbox.c.content_hash).where(
+            select(inbox.c.id, inbox.c.content_hash, inbox.c.status, inbox.c.patient_key).where(
                 inbox.c.sender == row["sender"],
                 inbox.c.control_id == row["control_id"],
                 inbox.c.accepted.is_(True),
             )
         ).first()
     if earlier is not None and earlier.content_hash == row["content_hash"]:
+        if earlier.status == "pending":
+            # Its first announcement may have died with a killed intake process.
+            announce_inbox(int(earlier.id), earlier.patient_key)
         ack, sent = _ack(message, "AA", [], community, raw)
         return Receipt(ack, sent, int(earlier.id), "duplicate")
     detail = ErrorDetail(

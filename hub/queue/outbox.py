@@ -45,6 +45,7 @@ from adapters.hl7v2.text import msh_fields
 from adapters.mllp.framing import FramingError
 from adapters.mllp.sync_client import send_once
 from hub.queue.destinations import resolve
+from hub.queue.streams import OUTBOX, announce_after_commit
 from hub.store.repository import now_micros
 from hub.store.schema import outbox
 
@@ -80,7 +81,10 @@ def enqueue(
         "topic_id": topic_id,
         "replays": 0,
     }
-    return int(conn.execute(insert(outbox).returning(outbox.c.id), row).scalar_one())
+    row_id = int(conn.execute(insert(outbox).returning(outbox.c.id), row).scalar_one())
+    # With Redis: a delivery worker in any process hears of it once this transaction commits.
+    announce_after_commit(conn, OUTBOX, row_id, destination)
+    return row_id
 
 
 @dataclass(frozen=True)
@@ -163,17 +167,22 @@ def read_ack(answer: bytes) -> tuple[str, str]:
     return msa.value(1).strip().upper(), "; ".join(texts)
 
 
-def deliver_due(engine: Engine, policy: Policy = Policy(), sender: Sender = _default_sender) -> int:
-    """One pass: for each destination, try its oldest pending message if it is due."""
+def deliver_due(
+    engine: Engine,
+    policy: Policy = Policy(),
+    sender: Sender = _default_sender,
+    *,
+    destination: str | None = None,
+) -> int:
+    """One pass: for each destination (or only this one), try its oldest pending message if
+    it is due."""
     now = now_micros()
     with engine.connect() as conn:
         conn.execution_options(readonly=True)
-        heads = (
-            select(func.min(outbox.c.id))
-            .where(outbox.c.status == "pending")
-            .group_by(outbox.c.destination)
-            .scalar_subquery()
-        )
+        pending = select(func.min(outbox.c.id)).where(outbox.c.status == "pending")
+        if destination is not None:
+            pending = pending.where(outbox.c.destination == destination)
+        heads = pending.group_by(outbox.c.destination).scalar_subquery()
         due = conn.execute(
             select(outbox)
             .where(outbox.c.id.in_(heads), outbox.c.next_attempt_at <= now)
@@ -314,11 +323,17 @@ class OutboxDelivery:
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout)
+        if self._thread.is_alive():  # never started when a stream consumer ran it instead
+            self._thread.join(timeout)
 
     def deliver_once(self) -> int:
         """One pass over what is due; how many were tried (0: wait for a wake or the poll)."""
         return deliver_due(self.engine, self.policy)
+
+    def deliver_to(self, key: str) -> int:
+        """This destination's due message, if any (a stream entry named it: the Redis
+        transport, hub.queue.stream_workers)."""
+        return deliver_due(self.engine, self.policy, destination=key)
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -26,6 +26,7 @@ from adapters.sqlview.config import SqlFeed
 from adapters.sqlview.mapping import map_report_rows
 from adapters.sqlview.poller import group_rows, read_batch, source_table
 from hub.queue.intake import inbox_row
+from hub.queue.streams import announce_inbox
 from hub.search.values import format_instant
 from hub.store.repository import now_micros
 from hub.store.schema import inbox, sql_watermarks
@@ -103,7 +104,9 @@ def poll_once(
         stored.append(row)
     last_key = orjson.dumps(rows[-1][feed.key], default=_json_default).decode()
     with engine.begin() as conn:
-        conn.execute(insert(inbox), stored)
+        written = conn.execute(
+            insert(inbox).returning(inbox.c.id, inbox.c.patient_key, inbox.c.status), stored
+        ).all()
         moved = conn.execute(
             update(sql_watermarks)
             .where(sql_watermarks.c.feed_id == feed.id)
@@ -113,6 +116,9 @@ def poll_once(
             conn.execute(
                 insert(sql_watermarks).values(feed_id=feed.id, last_key=last_key, updated_at=now)
             )
+    for r in written:  # committed: with Redis, tell a worker
+        if r.status == "pending":
+            announce_inbox(int(r.id), r.patient_key)
     return len(stored)
 
 

@@ -318,10 +318,11 @@ class InboxWorker:
                     lane.put(None)  # stop after this batch
                     break
                 batch.append(more)
+            applied = False
             while not self._stop.is_set():
                 try:
-                    apply_messages(self.engine, batch)
-                    delay = 0.5
+                    self._apply_batch(batch)
+                    applied, delay = True, 0.5
                     break
                 except OperationalError:
                     log.warning("inbox: store unavailable; retrying %d messages", len(batch))
@@ -333,5 +334,15 @@ class InboxWorker:
                     delay = min(delay * 2, 30.0)
             with self._lock:
                 self._inflight.difference_update(batch)
+            self._finished(batch, applied)
             if self._stop.is_set():
                 return
+
+    def _apply_batch(self, batch: list[int]) -> None:
+        """Apply one lane's batch (the stream worker first applies earlier messages of the
+        same patients that another process holds)."""
+        apply_messages(self.engine, batch)
+
+    def _finished(self, batch: list[int], applied: bool) -> None:
+        """After a batch: ``applied`` is False when stopping cut its retries short (the
+        stream worker acknowledges its entries only when True)."""

@@ -219,6 +219,14 @@ inbox = Table(
     ),
     Index("ix_inbox_status", "status", "id"),
     Index("ix_inbox_received", "received_at"),
+    # The stream workers' order check: a patient's earlier pending messages (migration 0014).
+    Index(
+        "ix_inbox_pending_patient",
+        "patient_key",
+        "id",
+        sqlite_where=text("status = 'pending'"),
+        postgresql_where=text("status = 'pending'"),
+    ),
 )
 
 # What the hub must deliver (outbound HL7 v2 orders and results, notifications), kept until the

@@ -48,21 +48,24 @@ delivered_hooks: list[DeliveredHook] = []
 
 
 def deliver_due(
-    engine: Engine, policy: Policy = Policy(), client: httpx.Client | None = None
+    engine: Engine,
+    policy: Policy = Policy(),
+    client: httpx.Client | None = None,
+    *,
+    subscription_id: str | None = None,
 ) -> int:
-    """One pass: each Subscription's oldest pending notification, if due; how many were tried."""
+    """One pass: each Subscription's (or only this one's) oldest pending notification, if
+    due; how many were tried."""
     own = client is None
     http = client or httpx.Client(timeout=policy.timeout)
     try:
         now = now_micros()
         with engine.connect() as conn:
             conn.execution_options(readonly=True)  # SQLite: a read needs no write lock
-            heads = (
-                select(func.min(_n.id))
-                .where(_n.status == "pending")
-                .group_by(_n.subscription_id)
-                .scalar_subquery()
-            )
+            pending = select(func.min(_n.id)).where(_n.status == "pending")
+            if subscription_id is not None:
+                pending = pending.where(_n.subscription_id == subscription_id)
+            heads = pending.group_by(_n.subscription_id).scalar_subquery()
             due = conn.execute(
                 select(subscription_notifications)
                 .where(_n.id.in_(heads), _n.next_attempt_at <= now)
@@ -233,6 +236,10 @@ class SubscriptionDelivery(OutboxDelivery):
             # A pass that failed on something unforeseen must not end delivery for good.
             log.exception("subscriptions: delivery pass failed; retrying at the next poll")
             return 0
+
+    def deliver_to(self, key: str) -> int:
+        """This Subscription's due notification (a stream entry named it)."""
+        return deliver_due(self.engine, self.policy, self._http, subscription_id=key)
 
     def stop(self, timeout: float = 30.0) -> None:
         super().stop(timeout)

@@ -29,6 +29,7 @@ from sqlalchemy import Connection, event, insert, select
 
 from hub.fhir.errors import Unprocessable
 from hub.fhir.validation import SUPPORTED
+from hub.queue.streams import NOTIFICATIONS, announce_after_commit
 from hub.search.extract import extract_index_rows
 from hub.search.values import DateFormatError, date_range
 from hub.services.subscriptions.criteria import (
@@ -242,6 +243,9 @@ class SubscriptionMatcher:
                 for sub_id, res_type, res_id in matched
             ],
         )
+        # With Redis: a delivery worker in any process hears of them once this commits.
+        for sub_id in dict.fromkeys(sub_id for sub_id, _, _ in matched):
+            announce_after_commit(self.conn, NOTIFICATIONS, 0, sub_id)
 
     def _versions(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
         """The version each updated resource was given (an update moves the row at once)."""
