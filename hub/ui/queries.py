@@ -41,10 +41,6 @@ def local(micros: int | None, tz: timezone, fmt: str = "%Y-%m-%d %H:%M:%S") -> s
     return datetime.fromtimestamp(micros / 1_000_000, tz).strftime(fmt)
 
 
-def month_of(micros: int, tz: timezone) -> str:
-    return datetime.fromtimestamp(micros / 1_000_000, tz).strftime("%Y-%m")
-
-
 def shift_month(month: str, delta: int) -> str:
     total = int(month[:4]) * 12 + int(month[5:7]) - 1 + delta
     return f"{total // 12:04d}-{total % 12 + 1:02d}"

@@ -89,7 +89,9 @@ def api(app: FastAPI, live_server: str) -> Iterator[httpx.Client]:
         yield client
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API keeps an event loop running on the main
+# thread while it is open, and tests elsewhere that call asyncio.run() there would fail.
+@pytest.fixture(scope="module")
 def browser(pytestconfig: pytest.Config) -> Iterator[Any]:
     if not CHROMIUM.exists():
         pytest.skip(
