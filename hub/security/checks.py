@@ -108,3 +108,20 @@ def check_write(resource: dict[str, Any]) -> None:
     why = write_refusal(resource, principal.org, rules())
     if why:
         raise Forbidden(why)
+    if "archive" in principal.roles and resource.get("resourceType") == "Subscription":
+        _archive_subscription(resource, centres(principal))
+
+
+def _archive_subscription(subscription: dict[str, Any], mine: set[str]) -> None:
+    """An archive system may be told only of documents addressed to the centres it serves."""
+    from urllib.parse import parse_qsl
+
+    criteria = str(subscription.get("criteria", ""))
+    res_type, _, query = criteria.partition("?")
+    named = [v.split("/")[-1] for k, v in parse_qsl(query) if k == "addressee"]
+    if res_type not in ("Composition", "List") or not named or not set(named) <= mine:
+        raise Forbidden(
+            "a health-archive system subscribes to Composition or List with "
+            f"addressee=Organization/<id> of a centre it serves ({', '.join(sorted(mine))})",
+            expression=["Subscription.criteria"],
+        )

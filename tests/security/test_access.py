@@ -190,7 +190,8 @@ def test_injection_attempts_in_every_kind_of_parameter(
 @pytest.mark.parametrize(
     "path",
     ["/fhir/$export-file/../../etc/passwd", "/fhir/$export-file/x/..%2F..%2Fetc%2Fpasswd",
-     "/fhir/$export-file/%2e%2e/%2e%2e", "/fhir/$export-status/..%2F..%2Fadmin"],
+     "/fhir/$export-file/%2e%2e/%2e%2e", "/fhir/$export-status/..%2F..%2Fadmin",
+     "/fhir/$export-file/%00/1", "/fhir/$export-status/%00"],
 )  # fmt: skip
 def test_path_tricks_in_export_file_names(app: FastAPI, clean_db: None, path: str) -> None:
     admin = TestClient(app, headers={"Authorization": f"Bearer {mint_token(app)}"})
@@ -210,3 +211,18 @@ def test_an_export_belongs_to_whoever_asked_for_it(app: FastAPI, clean_db: None)
     _outcome(other.delete(f"/fhir{status}"), 404)
     _outcome(other.get("/fhir/$export", headers={"Prefer": "respond-async"}), 403)  # office's
     assert asking.delete(f"/fhir{status}").status_code == 202
+
+
+def test_an_archive_subscribes_only_to_its_centres_documents(app: FastAPI, clean_db: None) -> None:
+    archive = _as(app, "system/Composition.rs system/Subscription.cruds", "DAXT", {"archive"})
+
+    def subscribe(criteria: str) -> Any:
+        return archive.post("/fhir/Subscription", json={
+            "resourceType": "Subscription", "status": "requested", "reason": "档案",
+            "criteria": criteria,
+            "channel": {"type": "rest-hook", "endpoint": "http://127.0.0.1:9/hook"}})  # fmt: skip
+
+    own = "Composition?type=http://loinc.org|18842-5&addressee=Organization/DAXT"
+    assert subscribe(own).status_code == 201
+    _outcome(subscribe("Composition?addressee=Organization/QSWSY"), 403)
+    _outcome(subscribe("DiagnosticReport?status=final"), 403)

@@ -124,6 +124,8 @@ def create(
 
 
 def get(conn: Connection, job_id: str) -> Job | None:
+    if "\x00" in job_id:  # no job has one, and PostgreSQL text cannot hold it (a 500)
+        return None
     row = conn.execute(select(export_jobs).where(export_jobs.c.id == job_id)).first()
     return _job(row) if row is not None else None
 
