@@ -98,7 +98,7 @@ if [[ " $BACKENDS " == *" postgresql "* ]]; then
   fi
   run_pg "$PG_BIN/initdb" -D "$PG_DATA" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
   run_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$WORK/pg.log" -w -t 60 start -o \
-    "-p $PG_PORT -k $WORK -c listen_addresses=127.0.0.1 -c max_connections=200 \
+    "-p $PG_PORT -k $WORK -c listen_addresses=127.0.0.1 -c max_connections=500 \
      -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >/dev/null ||
     { cat "$WORK/pg.log"; exit 1; }
   PG_STARTED=1
