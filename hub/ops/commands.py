@@ -120,8 +120,9 @@ def mllp(
 ) -> None:
     """Listen for HL7 v2 over MLLP: store each message durably, then ACK it.  Nothing else.
 
-    Applying the messages is ``hub worker``'s job (it polls the inbox).  On SIGTERM the
-    listener stops accepting, ACKs the messages in hand and closes every connection.
+    Applying the messages is ``hub worker``'s job (it reads them from the inbox stream with
+    HUB_REDIS_URL set, else polls the inbox).  On SIGTERM the listener stops accepting, ACKs
+    the messages in hand and closes every connection.
     """
     from hub.db import make_engine
     from hub.feeds.service import FeedService

@@ -1,7 +1,7 @@
 """Load (issue 9, part 5): HL7 v2 over MLLP at a steady rate for minutes, FHIR searches beside.
 
     .venv/bin/python -m tests.bench.load [--minutes 10] [--rate 200] [--senders 8]
-        [--workers 1] [--threads 2] [--search-clients 3] [--think 0.2] [--patients 20000]
+        [--workers 2] [--threads 2] [--search-clients 3] [--think 0.2] [--patients 20000]
         [--db URL] [--redis URL | --no-redis] [--drain-minutes 30]
 
 The production shape, each part a process of its own: ``hub mllp`` (intake), ``hub worker``
@@ -12,7 +12,7 @@ Redis unless ``--db``/``--redis`` name others.
 - Senders: ``--senders`` MLLP connections, each waiting for its ACK; message i is due at
   ``i / rate`` seconds (a late sender sends at once, and the lag is reported).  ORU^R01 with 5
   OBX from the lab centre, each with its own placer and filler numbers, for ``--patients``
-  recurring patients (the lead hospital's record numbers).
+  recurring patients (the lead hospital's record number and a resident ID each).
 - Searchers: ``--search-clients`` HTTP clients with the administrator's token from ``hub token
   --admin`` (minted again every 4 minutes: tokens live 5), each in a loop with ``--think``
   seconds between requests: ``Patient?identifier=<record number>`` of a patient already sent,
@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import random
@@ -40,6 +41,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,7 @@ from sqlalchemy.engine import make_url
 
 from adapters.feeds.config import demo_community
 from adapters.mllp.client import MLLPClient
+from hub.demo import names
 from tests.bench.common import free_port, percentile, postgres
 
 REPO = Path(__file__).resolve().parents[2]
@@ -73,11 +76,27 @@ def oru(run: str, n: int, patients: int) -> bytes:
     return (
         "MSH|^~\\&|LIS|XJYZX|YGT_HUB|YGT|20261021100000||ORU^R01^ORU_R01|"
         f"{run}-{n}|P|2.5.1||||||UNICODE UTF-8\r"
-        f"PID|1||{mrn(run, p)}^^^XRMYY^MR||王^{p}||19600315|M\r"
+        f"{pid(run, p)}\r"
         f"ORC|RE|XL{run}{n}^XRMYY|LL{run}{n}^XJYZX\r"
         f"OBR|1|XL{run}{n}^XRMYY|LL{run}{n}^XJYZX|CBC^血常规^L|||20261021080000"
         "|||||||||||||||20261021095000|||F\r" + obx
     ).encode()
+
+
+@functools.cache
+def pid(run: str, p: int) -> str:
+    """Patient ``p`` as a county's records have them: a name, sex and birth date drawn like the
+    demo's, and a resident ID beside the lead hospital's record number (the patient index
+    links on it; identical names and birth dates for everyone would make every new patient a
+    worst-case probabilistic match)."""
+    rng = random.Random(p)
+    sex = rng.choice(("male", "female"))
+    born = date(1940, 1, 1) + timedelta(days=rng.randrange(365 * 80))
+    rid = names.resident_id("330521", born, sex, rng)
+    return (
+        f"PID|1||{mrn(run, p)}^^^XRMYY^MR~{rid}^^^CHN^NNCHN||"
+        f"{names.surname(rng)}^{names.given(sex, rng)}||{born:%Y%m%d}|{sex[0].upper()}"
+    )
 
 
 def mrn(run: str, p: int) -> str:
@@ -538,7 +557,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--senders", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=1, help="hub worker processes")
+    parser.add_argument("--workers", type=int, default=2, help="hub worker processes")
     parser.add_argument("--threads", type=int, default=2, help="threads per worker")
     parser.add_argument("--search-clients", type=int, default=3)
     parser.add_argument("--think", type=float, default=0.2, help="seconds between searches")
