@@ -104,17 +104,24 @@ def test_kill_9_of_one_worker_with_redis_mid_burst(
     inbox_stream = f"{env['HUB_REDIS_PREFIX']}:{INBOX}"
     mllp = free_port()
     intake = Hub("mllp", ["mllp", "--mllp-port", str(mllp)], env, tmp_path)
-    doomed = Hub("worker-1", ["worker", "--no-scheduler"], env, tmp_path)
-    survivor = Hub("worker-2", ["worker", "--no-scheduler"], env, tmp_path)
+    ops = [free_port(), free_port()]
+    doomed = Hub("worker-1", ["worker", "--no-scheduler", "--ops-port", str(ops[0])], env, tmp_path)
+    survivor = Hub(
+        "worker-2", ["worker", "--no-scheduler", "--ops-port", str(ops[1])], env, tmp_path
+    )
     hubs.extend([intake, doomed, survivor])
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
     doomed.start()
     survivor.start()
     intake.start().wait_port(mllp)
+    # Both workers reading before the burst (a worker serves its ops port once its threads
+    # run): the one killed must be holding entries.
+    doomed.wait_port(ops[0])
+    survivor.wait_port(ops[1])
     burst = Burst(mllp, messages("KW")).start()
     wait_for(lambda: applied_count(engine) >= MESSAGES // 4, APPLY_SECONDS, "a quarter applied")
     doomed.kill9()
     killed_at = applied_count(engine)
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
     held = {
         c["name"]: int(c["pending"])
         for c in client.xpending(inbox_stream, GROUP)["consumers"] or []
