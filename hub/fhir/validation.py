@@ -55,7 +55,23 @@ SUPPORTED_TYPES: tuple[str, ...] = (
 )
 SUPPORTED = frozenset(SUPPORTED_TYPES)
 # Required value-set bindings the R4B models do not enforce (they type codes as plain strings).
-_REQUEST_STATUS = frozenset(
+TASK_STATUS = frozenset(
+    [
+        "draft",
+        "requested",
+        "received",
+        "accepted",
+        "rejected",
+        "ready",
+        "cancelled",
+        "in-progress",
+        "on-hold",
+        "failed",
+        "completed",
+        "entered-in-error",
+    ]
+)
+REQUEST_STATUS = frozenset(
     ["draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"]
 )
 _REQUEST_INTENT = frozenset(
@@ -120,27 +136,12 @@ REQUIRED_CODES: dict[str, dict[str, frozenset[str]]] = {
         )
     },
     "ServiceRequest": {
-        "status": _REQUEST_STATUS,
+        "status": REQUEST_STATUS,
         "intent": _REQUEST_INTENT,
         "priority": frozenset({"routine", "urgent", "asap", "stat"}),
     },
     "Task": {
-        "status": frozenset(
-            [
-                "draft",
-                "requested",
-                "received",
-                "accepted",
-                "rejected",
-                "ready",
-                "cancelled",
-                "in-progress",
-                "on-hold",
-                "failed",
-                "completed",
-                "entered-in-error",
-            ]
-        ),
+        "status": TASK_STATUS,
         "intent": _REQUEST_INTENT | {"unknown"},
     },
 }

@@ -48,8 +48,9 @@ ITEMS = [
 ]
 
 
-def oru(run: str, n: int) -> bytes:
-    """A CBC result from the lab centre for patient n, filed under the lead hospital's MRN."""
+def cbc_oru(run: str, n: int, pid: str, placer: str, filler: str) -> bytes:
+    """A CBC result from the lab centre, numbered ``n`` under the given placer and filler
+    prefixes (the feed and load benchmarks differ only in the patient and the numbers)."""
     obx = "".join(
         f"OBX|{i}|NM|{code}^{name}^L||{5 + (n * 7 + i) % 40 / 10:.1f}|{unit}^^UCUM|{ref}|N|||F"
         f"|||20261021080000\r"
@@ -58,11 +59,17 @@ def oru(run: str, n: int) -> bytes:
     return (
         "MSH|^~\\&|LIS|XJYZX|YGT_HUB|YGT|20261021100000||ORU^R01^ORU_R01|"
         f"{run}-{n}|P|2.5.1||||||UNICODE UTF-8\r"
-        f"PID|1||ZY{run}{n:07d}^^^XRMYY^MR||张^{n}||19600315|M\r"
-        f"ORC|RE|XR{run}{n}^XRMYY|LAB{run}{n}^XJYZX\r"
-        f"OBR|1|XR{run}{n}^XRMYY|LAB{run}{n}^XJYZX|CBC^血常规^L|||20261021080000"
+        f"{pid}\r"
+        f"ORC|RE|{placer}{run}{n}^XRMYY|{filler}{run}{n}^XJYZX\r"
+        f"OBR|1|{placer}{run}{n}^XRMYY|{filler}{run}{n}^XJYZX|CBC^血常规^L|||20261021080000"
         "|||||||||||||||20261021095000|||F\r" + obx
     ).encode()
+
+
+def oru(run: str, n: int) -> bytes:
+    """A CBC result from the lab centre for patient n, filed under the lead hospital's MRN."""
+    pid = f"PID|1||ZY{run}{n:07d}^^^XRMYY^MR||张^{n}||19600315|M"
+    return cbc_oru(run, n, pid, "XR", "LAB")
 
 
 @contextmanager

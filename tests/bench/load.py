@@ -53,34 +53,15 @@ from adapters.feeds.config import demo_community
 from adapters.mllp.client import MLLPClient
 from hub.demo import names
 from tests.bench.common import free_port, percentile, postgres
+from tests.bench.feeds import cbc_oru
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_SECONDS = 10.0
-ITEMS = [
-    ("WBC", "白细胞计数", "10*9/L", "3.5-9.5"),
-    ("RBC", "红细胞计数", "10*12/L", "4.3-5.8"),
-    ("HGB", "血红蛋白", "g/L", "130-175"),
-    ("PLT", "血小板计数", "10*9/L", "125-350"),
-    ("HCT", "红细胞压积", "%", "40-50"),
-]
 
 
 def oru(run: str, n: int, patients: int) -> bytes:
     """A CBC for recurring patient ``n % patients``, numbered ``n`` by placer and filler."""
-    p = n % patients
-    obx = "".join(
-        f"OBX|{i}|NM|{code}^{name}^L||{5 + (n * 7 + i) % 40 / 10:.1f}|{unit}^^UCUM|{ref}|N|||F"
-        f"|||20261021080000\r"
-        for i, (code, name, unit, ref) in enumerate(ITEMS, start=1)
-    )
-    return (
-        "MSH|^~\\&|LIS|XJYZX|YGT_HUB|YGT|20261021100000||ORU^R01^ORU_R01|"
-        f"{run}-{n}|P|2.5.1||||||UNICODE UTF-8\r"
-        f"{pid(run, p)}\r"
-        f"ORC|RE|XL{run}{n}^XRMYY|LL{run}{n}^XJYZX\r"
-        f"OBR|1|XL{run}{n}^XRMYY|LL{run}{n}^XJYZX|CBC^血常规^L|||20261021080000"
-        "|||||||||||||||20261021095000|||F\r" + obx
-    ).encode()
+    return cbc_oru(run, n, pid(run, n % patients), "XL", "LL")
 
 
 @functools.cache

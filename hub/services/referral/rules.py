@@ -16,27 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from adapters.feeds.config import profiles_dir
+from hub.fhir.validation import REQUEST_STATUS, TASK_STATUS
 
 PRIORITIES = ("routine", "urgent", "asap", "stat")  # FHIR request-priority
-TASK_STATES = frozenset(
-    {
-        "draft",
-        "requested",
-        "received",
-        "accepted",
-        "rejected",
-        "ready",
-        "cancelled",
-        "in-progress",
-        "on-hold",
-        "failed",
-        "completed",
-        "entered-in-error",
-    }
-)
-REQUEST_STATES = frozenset(
-    {"draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"}
-)
+# The FHIR value sets the hub validates against (hub.fhir.validation).
+TASK_STATES = TASK_STATUS
+REQUEST_STATES = REQUEST_STATUS
 TASK_ELEMENTS = frozenset({"statusReason", "businessStatus", "note", "output"})
 
 
