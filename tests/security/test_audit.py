@@ -4,6 +4,7 @@ credential, searchable by patient, agent and date, and never skipped silently.""
 from __future__ import annotations
 
 import base64
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -13,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from fhir.resources.R4B.auditevent import AuditEvent
 
+from hub.search.values import DEFAULT_TZ
 from hub.security import clients
 from hub.security.audit import CLIENT_ID
 from hub.security.audit_context import Interaction, classify
@@ -111,7 +113,10 @@ def test_a_read_is_recorded_with_who_what_when_and_where(
     assert [e["id"] for e in _events(client, patient="Patient/p1", subtype="read")] == [event["id"]]
     by_client = _events(client, **{"agent:identifier": f"{CLIENT_ID}|xjyzx-lis"})
     assert [e["id"] for e in by_client] == [event["id"]]
-    day = event["recorded"][:10]
+    # A bare day is the hub's local (+08:00) day, as FHIR asks of dates without a zone; the
+    # recorded instant is UTC, so between 16:00 and 24:00 UTC the two days differ.
+    recorded = datetime.fromisoformat(event["recorded"].replace("Z", "+00:00"))
+    day = recorded.astimezone(DEFAULT_TZ).date().isoformat()
     assert event["id"] in [e["id"] for e in _events(client, date=day)]
     assert not _events(client, date=f"lt{day}")
     assert not _events(client, patient="Patient/p2", subtype="read")
