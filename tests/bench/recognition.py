@@ -111,53 +111,74 @@ def _questions(patients: int, calls: int) -> list[tuple[str, list[str]]]:
     return [(f"r{rng.randrange(patients)}", rng.sample(ITEMS, 3)) for _ in range(calls)]
 
 
-async def _http(base: str, questions: list[tuple[str, list[str]]], clients: int) -> list[float]:
-    latencies: list[float] = []
-    queue: asyncio.Queue[tuple[str, list[str]]] = asyncio.Queue()
-    for q in questions:
-        queue.put_nowait(q)
+def _body(patient: str, codes: list[str]) -> dict[str, Any]:
+    return {"resourceType": "Parameters", "parameter": [
+        {"name": "patient", "valueReference": {"reference": f"Patient/{patient}"}},
+        {"name": "at", "valueDateTime": NOW.isoformat()},
+        {"name": "orderer", "valueReference": {"reference": "Organization/QSWSY"}},
+        *({"name": "code", "valueCoding": {"system": LOINC, "code": c}} for c in codes),
+    ]}  # fmt: skip
 
-    async def client() -> None:
+
+async def _http(
+    base: str, questions: list[tuple[str, list[str]]], clients: int, rate: float | None = None
+) -> list[float]:
+    """Latencies of ``questions`` asked by ``clients`` concurrent clients.
+
+    Without ``rate`` each client asks its next question as soon as it has the answer (the
+    hub saturated: latency is mostly waiting behind the other 49).  With ``rate`` the
+    questions are due at that many a second in all, spread over the clients, and latency runs
+    from when a question was due (so a slow answer also counts against the ones queued behind
+    it: no coordinated omission)."""
+    latencies: list[float] = []
+    start = time.perf_counter() + 0.5
+
+    async def client(mine: list[tuple[int, tuple[str, list[str]]]]) -> None:
         async with httpx.AsyncClient(base_url=base, timeout=60, headers=auth(base)) as http:
-            while not queue.empty():
-                patient, codes = queue.get_nowait()
-                body = {"resourceType": "Parameters", "parameter": [
-                    {"name": "patient", "valueReference": {"reference": f"Patient/{patient}"}},
-                    {"name": "at", "valueDateTime": NOW.isoformat()},
-                    {"name": "orderer", "valueReference": {"reference": "Organization/QSWSY"}},
-                    *({"name": "code", "valueCoding": {"system": LOINC, "code": c}} for c in codes),
-                ]}  # fmt: skip
-                t0 = time.perf_counter()
-                res = await http.post("/fhir/ServiceRequest/$recognize", json=body, headers=FHIR)
-                latencies.append(time.perf_counter() - t0)
+            for n, (patient, codes) in mine:
+                due = time.perf_counter() if rate is None else start + n / rate
+                if rate is not None:
+                    await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                res = await http.post(
+                    "/fhir/ServiceRequest/$recognize", json=_body(patient, codes), headers=FHIR
+                )
+                latencies.append(time.perf_counter() - due)
                 res.raise_for_status()
 
-    await asyncio.gather(*(client() for _ in range(clients)))
+    numbered = list(enumerate(questions))
+    await asyncio.gather(*(client(numbered[i::clients]) for i in range(clients)))
     return latencies
 
 
-def _sql(db_url: str, questions: list[tuple[str, list[str]]], clients: int) -> list[float]:
+def _sql(
+    db_url: str, questions: list[tuple[str, list[str]]], clients: int, rate: float | None = None
+) -> list[float]:
+    """The hand-written query, asked the same way as ``_http`` asks the hub."""
     catalogue = load_catalogue()
     longest = max(catalogue.item(c).validity_days for c in ITEMS)  # type: ignore[union-attr]
     since = int((NOW - timedelta(days=longest + 1)).timestamp() * 1_000_000)
     latencies: list[float] = []
     lock = threading.Lock()
-    todo = list(questions)
+    numbered = list(enumerate(questions))
     connections = [psycopg.connect(_dsn(db_url), autocommit=True) for _ in range(clients)]
+    start = time.perf_counter() + 0.5
 
-    def worker(conn: psycopg.Connection[Any]) -> None:
-        while True:
-            with lock:
-                if not todo:
-                    return
-                patient, codes = todo.pop()
-            t0 = time.perf_counter()
+    def worker(
+        conn: psycopg.Connection[Any], mine: list[tuple[int, tuple[str, list[str]]]]
+    ) -> None:
+        for n, (patient, codes) in mine:
+            due = time.perf_counter() if rate is None else start + n / rate
+            if rate is not None:
+                time.sleep(max(0.0, due - time.perf_counter()))
             conn.execute(SQL, {"patient": patient, "codes": codes, "since": since,
                                "labs": ["XJYZX", "XRMYY"]}).fetchall()  # fmt: skip
             with lock:
-                latencies.append(time.perf_counter() - t0)
+                latencies.append(time.perf_counter() - due)
 
-    threads = [threading.Thread(target=worker, args=(c,)) for c in connections]
+    threads = [
+        threading.Thread(target=worker, args=(c, numbered[i::clients]))
+        for i, c in enumerate(connections)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -167,29 +188,41 @@ def _sql(db_url: str, questions: list[tuple[str, list[str]]], clients: int) -> l
     return latencies
 
 
+def _ms(latencies: list[float]) -> tuple[float, float, float]:
+    return (percentile(latencies, 50) * 1000, percentile(latencies, 99) * 1000,
+            len(latencies) and max(latencies) * 1000)  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--reports", type=int, default=1_000_000)
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--rates", default="50,100,200",
+                        help="paced runs: questions a second in all, comma-separated")  # fmt: skip
     parser.add_argument("--db", help="PostgreSQL URL (default: a throw-away cluster)")
     parser.add_argument("--no-load", action="store_true")
     args = parser.parse_args()
+    rates: list[float | None] = [None, *(float(r) for r in args.rates.split(",") if r)]
 
     def bench(url: str) -> dict[str, Any]:
         upgrade(url)
-        result: dict[str, Any] = {"reports": args.reports}
+        result: dict[str, Any] = {"reports": args.reports, "clients": args.clients, "runs": []}
         if not args.no_load:
             result["load_s"] = load(url, args.reports)
         questions = _questions(args.reports // PER_PATIENT, args.calls)
+        runs: list[dict[str, Any]] = result["runs"]
         with hub_server(url, workers=2) as base:
-            asyncio.run(_http(base, questions[:100], args.clients))  # warm-up
-            http = asyncio.run(_http(base, questions, args.clients))
-        sql = _sql(url, questions, args.clients)
-        result.update(
-            http_p50_ms=percentile(http, 50) * 1000, http_p99_ms=percentile(http, 99) * 1000,
-            sql_p50_ms=percentile(sql, 50) * 1000, sql_p99_ms=percentile(sql, 99) * 1000,
-        )  # fmt: skip
+            asyncio.run(_http(base, questions[:200], args.clients))  # warm-up
+            for rate in rates:
+                t0 = time.perf_counter()
+                http = asyncio.run(_http(base, questions, args.clients, rate))
+                runs.append({"rate": rate, "http": _ms(http),
+                             "http_per_s": len(http) / (time.perf_counter() - t0)})  # fmt: skip
+        for run in runs:
+            t0 = time.perf_counter()
+            sql = _sql(url, questions, args.clients, run["rate"])
+            run.update(sql=_ms(sql), sql_per_s=len(sql) / (time.perf_counter() - t0))
         return result
 
     if args.db:
@@ -197,11 +230,21 @@ def main() -> None:
     else:
         with postgres() as url:
             result = bench(url)
-    r = result
-    print(f"{r['reports']:,} DiagnosticReports, {args.clients} concurrent clients, 3 items a call")
-    print(f"$recognize over HTTP:   p50 {r['http_p50_ms']:.1f} ms   p99 {r['http_p99_ms']:.1f} ms")
-    print(f"hand-written SQL:       p50 {r['sql_p50_ms']:.1f} ms   p99 {r['sql_p99_ms']:.1f} ms"
-          f"   (p99 ratio {r['http_p99_ms'] / r['sql_p99_ms']:.1f})")  # fmt: skip
+    print(f"{result['reports']:,} DiagnosticReports, {args.clients} concurrent clients, "
+          f"3 items a call, {args.calls:,} calls a run")  # fmt: skip
+    if "load_s" in result:
+        print(f"loaded in {result['load_s']:.0f} s")
+    print(
+        "offered        | $recognize over HTTP: p50 / p99 / max ms, done/s "
+        "| hand-written SQL: p50 / p99 / max ms, done/s | p99 ratio"
+    )
+    for run in result["runs"]:
+        offered = "as fast as answered" if run["rate"] is None else f"{run['rate']:.0f}/s"
+        h, q = run["http"], run["sql"]
+        print(f"{offered:<20} | {h[0]:6.1f} / {h[1]:6.1f} / {h[2]:6.1f}, "
+              f"{run['http_per_s']:5.0f}/s "
+              f"| {q[0]:6.1f} / {q[1]:6.1f} / {q[2]:6.1f}, {run['sql_per_s']:5.0f}/s "
+              f"| {h[1] / q[1]:.1f}")  # fmt: skip
     out = Path("bench-results")
     out.mkdir(exist_ok=True)
     (out / "recognition.json").write_text(json.dumps(result, indent=2))
