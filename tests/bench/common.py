@@ -6,6 +6,7 @@ import contextlib
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -121,15 +122,18 @@ def hub_server(db_url: str, workers: int = 2) -> Iterator[str]:
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 300
     while True:
         try:
             httpx.get(f"{base}/fhir/metadata", timeout=2).raise_for_status()
             break
         except httpx.HTTPError:
             if proc.poll() is not None or time.monotonic() > deadline:
+                # Not left behind (with its workers) still working on the benchmark's database.
+                os.killpg(proc.pid, signal.SIGKILL)
                 sys.exit("hub serve did not start")
             time.sleep(0.3)
     minted = subprocess.run(

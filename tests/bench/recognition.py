@@ -30,9 +30,10 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from hub.db import make_engine
+from hub.fhir.interactions import Unit
 from hub.services.recognition.catalogue import load_catalogue
+from hub.services.recognition.marking import remark_if_changed
 from hub.store.migrate import upgrade
-from hub.store.repository import Writer
 from tests.bench.common import auth, hub_server, percentile, postgres
 
 TZ = timezone(timedelta(hours=8))
@@ -80,7 +81,7 @@ def _load_range(args: tuple[str, int, int, int]) -> int:
     engine = make_engine(db_url, pool_size=1, max_overflow=0)
     for start in range(first, last, 200):
         with engine.begin() as conn:
-            writer = Writer(conn)
+            writer = Unit.on(conn).writer  # with the hub's hooks: reports get their HR mark
             for n in range(start, min(start + 200, last)):
                 for _ in range(PER_PATIENT):
                     writer.create(_report(rng, f"r{n}"))
@@ -97,6 +98,11 @@ def load(db_url: str, reports: int) -> float:
     with multiprocessing.get_context("spawn").Pool(2) as pool:
         pool.map(_load_range, jobs)
     elapsed = time.perf_counter() - start
+    # What the hub's first start would do (judge every stored report once, keep the digest),
+    # done here so the start the benchmark waits for is an ordinary one.
+    engine = make_engine(db_url)
+    remark_if_changed(engine)
+    engine.dispose()
     with psycopg.connect(_dsn(db_url), autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
     return elapsed

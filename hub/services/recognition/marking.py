@@ -8,13 +8,14 @@ stored reports after the certifications change.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta, timezone
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, select, text
 
 from hub.services.recognition.catalogue import Catalogue, load_catalogue
 from hub.services.recognition.recognize import effective_day, standard_codes
@@ -131,28 +132,46 @@ def certifications_digest(catalogue: Catalogue) -> str:
 
 def remark_if_changed(engine: Engine) -> int | None:
     """Re-judge stored reports when the certifications changed since the last start (their
-    digest is kept beside the feeds' high-water marks); None when nothing changed."""
-    from sqlalchemy import insert, update
+    digest is kept beside the feeds' high-water marks); None when nothing changed.
+
+    The api, mllp and worker processes start together and each calls this: on PostgreSQL a
+    session advisory lock lets one re-judge while the others wait, then find the digest kept."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     from hub.store.repository import now_micros
     from hub.store.schema import sql_watermarks
 
     digest = certifications_digest(load_catalogue())
-    with engine.connect() as conn:
-        stored = conn.execute(
-            select(sql_watermarks.c.last_key).where(sql_watermarks.c.feed_id == _STATE_KEY)
-        ).scalar()
-    if stored == digest:
-        return None
-    changed = remark(engine)
-    with engine.begin() as conn:
-        values = {"last_key": digest, "updated_at": now_micros()}
-        if stored is None:
-            conn.execute(insert(sql_watermarks).values(feed_id=_STATE_KEY, **values))
-        else:
-            conn.execute(
-                update(sql_watermarks)
-                .where(sql_watermarks.c.feed_id == _STATE_KEY)
-                .values(**values)
-            )
-    return changed
+    # SQLite's hub is one process: a thread lock serialises it; PostgreSQL's span processes.
+    with _REMARKING, engine.connect() as guard:
+        postgres = guard.dialect.name == "postgresql"
+        if postgres:
+            guard.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _REMARK_LOCK})
+            guard.commit()
+        try:
+            stored = guard.execute(
+                select(sql_watermarks.c.last_key).where(sql_watermarks.c.feed_id == _STATE_KEY)
+            ).scalar()
+            guard.rollback()
+            if stored == digest:
+                return None
+            changed = remark(engine)
+            values = {"last_key": digest, "updated_at": now_micros()}
+            insert = (pg_insert if postgres else sqlite_insert)(sql_watermarks)
+            with engine.begin() as conn:
+                conn.execute(
+                    insert.values(feed_id=_STATE_KEY, **values).on_conflict_do_update(
+                        index_elements=[sql_watermarks.c.feed_id], set_=values
+                    )
+                )
+            return changed
+        finally:
+            if postgres:
+                guard.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _REMARK_LOCK})
+                guard.commit()
+
+
+_REMARKING = threading.Lock()
+# Any fixed bigint distinct from the conditional-write keys (those are blake2b digests).
+_REMARK_LOCK = 0x4852_5245_4D41_524B  # "HRREMARK"

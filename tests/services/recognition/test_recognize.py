@@ -340,3 +340,33 @@ def datetime_now_minus(days: int) -> str:
 
     moment = datetime.now(timezone(timedelta(hours=8))) - timedelta(days=days)
     return moment.isoformat(timespec="seconds")
+
+
+def _remark_in_a_process(db_url: str) -> int | None:
+    from hub.db import make_engine
+    from hub.services.recognition.marking import remark_if_changed
+
+    engine = make_engine(db_url, pool_size=1, max_overflow=1)
+    try:
+        return remark_if_changed(engine)
+    finally:
+        engine.dispose()
+
+
+def test_processes_starting_together_remark_once(
+    engine: Any, db_url: str, backend: str, clean_db: None
+) -> None:
+    """api, mllp and worker start at once: one re-judges, the others find the digest kept (they
+    used to race on inserting it and the loser's start failed)."""
+    import multiprocessing
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hub.services.recognition.marking import remark_if_changed
+
+    if backend == "postgresql":  # separate processes, as deployed
+        with multiprocessing.get_context("spawn").Pool(3) as pool:
+            results = pool.map(_remark_in_a_process, [db_url] * 3)
+    else:  # the embedded hub is one process; its threads
+        with ThreadPoolExecutor(3) as threads:
+            results = list(threads.map(lambda _: remark_if_changed(engine), range(3)))
+    assert sorted(results, key=lambda r: r is None) == [0, None, None]
