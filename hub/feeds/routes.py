@@ -139,6 +139,7 @@ async def replay_inbox(request: Request) -> JSONResponse:
     except (ValueError, AttributeError, orjson.JSONDecodeError):
         return JSONResponse({"error": 'the body is {"ids": [inbox ids]}'}, status_code=400)
     engine, community = request.app.state.engine, request.app.state.community
+
     def replay() -> dict[str, int]:
         # The office replays what a member sent: it is applied as the feed worker applies it,
         # not held to the office's own (read-only) scopes.

@@ -24,8 +24,10 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    literal,
     text,
 )
+from sqlalchemy.sql.elements import ColumnElement
 
 metadata = MetaData()
 
@@ -49,6 +51,18 @@ resources = Table(
     Index("ux_resources_type_id", "res_type", "res_id", unique=True),
     Index("ix_resources_type_lastupd", "res_type", "last_updated"),
 )
+
+
+def of_type(res_type: str) -> ColumnElement[bool]:
+    """``resources.res_type = '<type>'`` with the type written into the statement.
+
+    Pooled PostgreSQL connections reuse one generic plan per statement (see hub.db), and types
+    are skewed: a million DiagnosticReports beside three Subscriptions.  With the type as a
+    parameter the generic plan cannot tell them apart and reads a rare type by a sequential
+    scan (0.4 s at 1M reports, against 0.05 ms by index).  Use it where a constant type is
+    filtered without its id."""
+    return resources.c.res_type == literal(res_type, literal_execute=True)
+
 
 resource_history = Table(
     "resource_history",

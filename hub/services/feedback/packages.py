@@ -28,7 +28,7 @@ from hub.services.feedback.model import (
     unaddressed_id,
 )
 from hub.store.repository import now_micros, read_many
-from hub.store.schema import feedback_documents, resources
+from hub.store.schema import feedback_documents, of_type, resources
 
 VERSION_EXT = f"{BASE}/StructureDefinition/feedback-document-version"
 
@@ -90,7 +90,7 @@ def _filed_packages(conn: Connection, month: str) -> dict[str, str]:
     """Package id → centre, of the packages already filed for the month."""
     found = conn.execute(
         select(resources.c.res_id).where(
-            resources.c.res_type == "List",
+            of_type("List"),
             resources.c.res_id.like(f"fbp-%-{month}"),
             resources.c.deleted.is_(False),
         )

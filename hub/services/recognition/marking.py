@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, select, text
 from hub.services.recognition.catalogue import Catalogue, load_catalogue
 from hub.services.recognition.recognize import effective_day, standard_codes
 from hub.store.repository import Writer
-from hub.store.schema import resources
+from hub.store.schema import of_type, resources
 
 MARK_SYSTEM = "https://ygt.example.org/fhir/CodeSystem/recognition-mark"
 HR = {"system": MARK_SYSTEM, "code": "HR", "display": "互认 recognised result"}
@@ -91,7 +91,7 @@ def remark(engine: Engine, progress: Callable[[int], None] | None = None) -> int
             rows = conn.execute(
                 select(resources.c.rid, resources.c.res_id, resources.c.content)
                 .where(
-                    resources.c.res_type == "DiagnosticReport",
+                    of_type("DiagnosticReport"),
                     resources.c.deleted.is_(False),
                     resources.c.rid > after,
                 )

@@ -39,7 +39,7 @@ from hub.services.subscriptions.criteria import (
     rows_by_param,
 )
 from hub.store.repository import Writer, now_micros
-from hub.store.schema import resources, subscription_notifications
+from hub.store.schema import of_type, resources, subscription_notifications
 
 log = logging.getLogger("hub.subscriptions")
 
@@ -171,7 +171,7 @@ def load_active(conn: Connection) -> dict[str, tuple[Active, ...]]:
     found: dict[str, list[Active]] = {}
     rows = conn.execute(
         select(resources.c.res_id, resources.c.content).where(
-            resources.c.res_type == "Subscription", resources.c.deleted.is_(False)
+            of_type("Subscription"), resources.c.deleted.is_(False)
         )
     )
     for res_id, content in rows:
