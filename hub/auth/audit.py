@@ -264,3 +264,27 @@ def install_audit(app: FastAPI) -> None:
     app.state.audit_writer = audit_trail.GroupWriter(app.state.engine)
     app.add_middleware(AuditMiddleware)
     app.state.on_login_failure = on_login_failure
+
+
+async def record_disclosure(
+    request: Request, operation: str, *, patients: list[str], resources: list[str]
+) -> bool:
+    """The event of an answer outside ``/fhir`` that tells of patient data (a CDS Hooks card
+    says a patient has a recent result): written before it leaves, as the FHIR API's are.
+    False when it could not be written: the caller then withholds the answer."""
+    principal = getattr(request.state, "principal", None)
+    if not isinstance(principal, Principal):
+        return True  # security off, or the hub's own work
+    interaction = audit_context.Interaction("operation", operation=operation)
+    who = audit.Who(principal.client_id, principal.org, principal.token_id or None,
+                    address_of(request.scope))  # fmt: skip
+    event = audit.rest_event(
+        interaction, who, recorded=now_micros(), patients=patients, resources=resources,
+        request_id=correlation_id(),
+    )  # fmt: skip
+    try:
+        await asyncio.wrap_future(request.app.state.audit_writer.submit(event))
+    except Exception as exc:
+        log.error("audit event not written, answer withheld: %s", describe(exc))
+        return False
+    return True

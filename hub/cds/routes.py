@@ -3,8 +3,9 @@
 ``GET /cds-services`` lists the services; ``order-select`` and ``order-sign`` take the draft
 orders (a Bundle of ServiceRequests in ``context.draftOrders``) and answer with one card per
 order that has a recognisable result, suggesting to drop it.  The same judgement as
-``ServiceRequest/$recognize``; nothing is recorded here (the order, if placed, is checked when it
-arrives, and the decision is taken there).
+``ServiceRequest/$recognize``; no check is recorded here (the order, if placed, is checked when
+it arrives, and the decision is taken there), but the call is audited like a FHIR read: its
+cards tell of the patient's results.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
+from hub.auth.audit import record_disclosure
 from hub.fhir.errors import FhirError
 from hub.fhir.interactions import Unit
 from hub.fhir.routes import engine_of, read_body, run_read
@@ -118,6 +120,8 @@ async def call(request: Request, service_id: str) -> Response:
     community = request.app.state.community
     patient = str(context["patientId"])
 
+    disclosed: list[str] = []
+
     def run(unit: Unit) -> dict[str, Any]:
         cards = []
         for order in drafts:
@@ -134,6 +138,14 @@ async def call(request: Request, service_id: str) -> Response:
             )
             if answers and answers[0].recognisable:
                 cards.append(_card(order.get("id"), answers[0]))
+                disclosed.extend(f"DiagnosticReport/{c.report_id}" for c in answers[0].reports)
         return {"cards": cards}
 
-    return JSONResponse(await run_in_threadpool(run_read, engine_of(request), run))
+    answer = await run_in_threadpool(run_read, engine_of(request), run)
+    recorded = await record_disclosure(
+        request, f"cds-hooks/{service_id}", patients=[f"Patient/{patient}"],
+        resources=list(dict.fromkeys(disclosed)),
+    )  # fmt: skip
+    if not recorded:
+        return _error(500, "the call could not be recorded in the audit trail; no cards given")
+    return JSONResponse(answer)

@@ -329,7 +329,16 @@ def test_cds_hooks_cards_suggest_dropping_a_repeat(client: TestClient) -> None:
         [action] = card["suggestions"][0]["actions"]
         assert action == {"type": "delete", "description": "drop the order",
                           "resourceId": ["ServiceRequest/draft-1"]}  # fmt: skip
-    assert newest
+    # Each call is audited like a FHIR read: the cards tell of the patient's results.
+    res = client.get("/fhir/AuditEvent", params={"patient": f"Patient/{qs}", "_count": "50"})
+    events = [e["resource"] for e in res.json().get("entry", [])]
+    hooks = [e for e in events if e["subtype"][-1]["code"].startswith("cds-hooks/")]
+    assert sorted(e["subtype"][-1]["code"] for e in hooks) == [
+        "cds-hooks/recognition-order-select", "cds-hooks/recognition-order-sign"]  # fmt: skip
+    for event in hooks:
+        named = {e["what"].get("reference") for e in event["entity"]}
+        assert {f"Patient/{qs}", f"DiagnosticReport/{newest}"} <= named
+        assert event["action"] == "E" and event["outcome"] == "0"
     bad = client.post("/cds-services/recognition-order-select", json={"context": {}})
     assert bad.status_code == 400
     assert client.post("/cds-services/nope", json={}).status_code == 404
