@@ -375,6 +375,13 @@ def test_a_read_is_not_answered_when_its_event_cannot_be_written(
         assert body["resourceType"] == "OperationOutcome"
         assert "audit" in body["issue"][0]["diagnostics"]
         assert "p1" not in res.text and "2345-7" not in res.text
+    # Nor a CDS Hooks call: its cards would tell of the patient's results.
+    drafts = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {
+        "resourceType": "ServiceRequest", "status": "draft", "intent": "order",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "58410-2"}]}}}]}  # fmt: skip
+    res = lab.post("/cds-services/recognition-order-select", json={
+        "hook": "order-select", "context": {"patientId": "p1", "draftOrders": drafts}})  # fmt: skip
+    assert res.status_code == 500 and "cards" not in res.json()
 
 
 def test_a_write_fails_and_leaves_nothing_when_its_event_cannot_be_written(
