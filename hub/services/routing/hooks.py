@@ -3,7 +3,8 @@
 - The outbox (hub.queue.outbox) reports each final outcome of a routed order's messages and
   each replay: the order's ACK AA is ``accepted``, a dead letter ``failed`` with the receiver's
   reason, a replay puts it back; the same for the result sent back to the orderer
-  (``delivered`` / ``failed``).  A refused cancel is noted on the order, which stays cancelled.
+  (``delivered`` / ``failed``).  A refused cancel is noted on the order, which stays cancelled;
+  a refused change likewise, the order standing where it was.
 - Subscription rest-hook delivery (hub.services.subscriptions.delivery) reports each
   notification that reached its endpoint: a result is ``delivered`` to a member that speaks
   FHIR when a notification of the report, or of the routing Task carrying it, reached one of
@@ -26,6 +27,7 @@ from hub.services import context
 from hub.services.routing.endpoints import member_endpoints
 from hub.services.routing.status import (
     CANCEL_TOPIC,
+    CHANGE_TOPIC,
     ORDER_TOPIC,
     RESULT_TOPIC,
     Routed,
@@ -56,6 +58,9 @@ def on_delivery(conn: Connection, outcome: Outcome) -> None:
     if outcome.topic == CANCEL_TOPIC:
         if outcome.status == "failed":
             move(unit.writer, routed, "cancelled", error=f"cancel: {outcome.error}")
+    elif outcome.topic == CHANGE_TOPIC:
+        if outcome.status == "failed":
+            move(unit.writer, routed, "changed", error=f"change: {outcome.error}")
     else:
         event = _EVENTS[(outcome.topic, outcome.status)]
         leg = "result delivery" if outcome.topic == RESULT_TOPIC else "order delivery"
@@ -106,7 +111,7 @@ def on_notified(conn: Connection, row: Any, subscription: dict[str, Any]) -> Non
     unit.writer.flush()
 
 
-for _topic in (ORDER_TOPIC, CANCEL_TOPIC, RESULT_TOPIC):
+for _topic in (ORDER_TOPIC, CANCEL_TOPIC, CHANGE_TOPIC, RESULT_TOPIC):
     on_outcome(_topic, on_delivery)
 if on_notified not in delivered_hooks:
     delivered_hooks.append(on_notified)

@@ -11,13 +11,17 @@ transaction, so what it does commits or rolls back with the write that caused it
   (owner: the centre) by search or Subscription;
 - a routed order turning ``revoked`` or ``entered-in-error`` (a FHIR update, ORC CA/DC) is
   cancelled: ORC CA to the same Endpoint (so it follows the order), or the Task cancelled;
+- a routed order still awaiting its result whose content for the centre changed (the test,
+  priority, timing, specimens, notes, reasons: a FHIR update, ORC XO) is changed there too:
+  ORC XO to the same Endpoint, and the Task rewritten (a FHIR centre hears of it by its
+  Subscription);
 - a DiagnosticReport based on a routed order is its result (``results``);
 - a centre that speaks FHIR moves its Task itself: ``accepted``/``in-progress`` is accepted,
   ``rejected``/``failed`` a failure with its ``statusReason``.  The router keeps the Task's
   businessStatus to the routing status, whatever the centre wrote there.
 
-An order already routed is never routed again (resends and corrections of the order change
-nothing), and the rules decide once: an order's destination does not move when the rules do.
+An order already routed is never routed again (a resend that changes nothing sends nothing),
+and the rules decide once: an order's destination does not move when the rules do.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from hub.services.routing.outbound import Addressing, order_message
 from hub.services.routing.rules import Decision, OrderFacts, RoutingRules, decide, load_rules
 from hub.services.routing.status import (
     CANCEL_TOPIC,
+    CHANGE_TOPIC,
     ORDER_TOPIC,
     OWN_WRITES,
     ROUTED_ORDER,
@@ -56,13 +61,19 @@ from hub.services.routing.status import (
     task_id_for,
     write_task,
 )
-from hub.store.repository import Writer, now_micros
+from hub.store.repository import Writer, now_micros, read_current
 from hub.store.schema import routed_orders
 
 SNOMED = "http://snomed.info/sct"
 REFERRAL = (SNOMED, "3457005")  # two-way referral: hub.services.referral's, not routed here
 _ORDER_INTENTS = frozenset({"order", "original-order", "instance-order"})
 _CANCELLED = frozenset({"revoked", "entered-in-error"})
+# What of an order the centre acts on: a change to any of these is sent on (ORC XO).
+_CENTRE_FIELDS = (
+    "code", "priority", "occurrenceDateTime", "occurrencePeriod", "occurrenceTiming",
+    "orderDetail", "quantityQuantity", "bodySite", "specimen", "note", "reasonCode",
+    "reasonReference", "patientInstruction", "subject",
+)  # fmt: skip
 # ServiceRequest.category (SNOMED, the R4 example value set) → the catalogue's kinds.
 _CATEGORY_KINDS = {
     (SNOMED, "108252007"): "lab",  # Laboratory procedure
@@ -196,6 +207,7 @@ class _Order:
     request: dict[str, Any]
     facts: OrderFacts | None
     decision: Decision | None
+    changed: bool = False  # routed before, and what the centre acts on differs now
 
 
 @dataclass
@@ -249,11 +261,14 @@ class OrderRouter:
     def _order_written(self, res_id: str, request: dict[str, Any]) -> dict[str, Any]:
         assert self.rules is not None
         facts = decision = None
+        changed = False
         if request.get("status") == "active":
             facts = order_facts(request, self.community, self.catalogue)
             routed = load(self.conn, request_id=res_id) if facts is not None else None
             if routed is not None:
                 destination = routed.destination
+                before = _stored(self.conn, res_id)
+                changed = before is not None and _for_centre(before) != _for_centre(request)
             elif facts is not None and (decision := decide(self.rules, facts)) is not None:
                 destination = decision.destination
                 request = _with_placer_number(request, res_id, facts.orderer, self.community)
@@ -264,7 +279,7 @@ class OrderRouter:
                 # Where it went, for everyone reading the order through FHIR.
                 performer = [{"reference": centre.reference, "display": centre.name}]
                 request = {**request, "performer": performer}
-        self._orders.append(_Order(res_id, request, facts, decision))
+        self._orders.append(_Order(res_id, request, facts, decision, changed))
         return request
 
     def _settle(self, writer: Writer, order: _Order) -> None:
@@ -275,6 +290,8 @@ class OrderRouter:
             self._route(writer, order)
         elif status in _CANCELLED and routed is not None:
             self._cancel(writer, routed)
+        elif status == "active" and routed is not None and order.changed:
+            self._change(writer, routed, order.request)
 
     def _route(self, writer: Writer, order: _Order) -> None:
         assert order.decision is not None and order.facts is not None
@@ -364,6 +381,18 @@ class OrderRouter:
                         topic_id=routed.id)  # fmt: skip
         move(writer, routed, "cancelled")
 
+    def _change(self, writer: Writer, routed: Routed, request: dict[str, Any]) -> None:
+        """The orderer changed an order the centre has not answered: tell it (ORC XO after
+        the order on the same queue), and rewrite the Task from the order as it is now.  An
+        order that never arrived (failed) goes as it is now when replayed by the office."""
+        if routed.status not in ("sent", "accepted"):
+            return
+        centre = self.community.member(routed.destination)
+        if routed.channel == "hl7v2" and routed.endpoint and routed.message and centre:
+            payload = self._order_message(writer, request, structure(routed.message), "XO", centre)
+            enqueue(writer.conn, routed.endpoint, payload, topic=CHANGE_TOPIC, topic_id=routed.id)
+        write_task(writer, routed)
+
     # -- a centre speaking FHIR moves its Task --
 
     def _centre_moved(self, writer: Writer, res_id: str, task: dict[str, Any]) -> dict[str, Any]:
@@ -386,6 +415,16 @@ class OrderRouter:
         coding = {"system": ROUTING_STATUS, "code": routed.status,
                   "display": STATUSES[routed.status]}  # fmt: skip
         return {**task, "businessStatus": {"coding": [coding], "text": STATUSES[routed.status]}}
+
+
+def _stored(conn: Connection, res_id: str) -> dict[str, Any] | None:
+    """The order as stored before this write."""
+    found = read_current(conn, "ServiceRequest", res_id)
+    return orjson.loads(found.content) if found is not None and found.content else None
+
+
+def _for_centre(request: dict[str, Any]) -> bytes:
+    return orjson.dumps({k: request.get(k) for k in _CENTRE_FIELDS}, option=orjson.OPT_SORT_KEYS)
 
 
 def _is_routing_task(task: dict[str, Any]) -> bool:

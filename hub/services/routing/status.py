@@ -52,8 +52,10 @@ _TASK_STATUS = {
     "delivered": "completed",
     "cancelled": "cancelled",
 }
-# Outbox topics: the order (or its cancel) to the centre, the result to the orderer.
+# Outbox topics: the order (or its change, or its cancel) to the centre, the result to the
+# orderer.
 ORDER_TOPIC, CANCEL_TOPIC, RESULT_TOPIC = "route-order", "route-cancel", "route-result"
+CHANGE_TOPIC = "route-change"
 
 # Set while the routing service writes its own Tasks.
 OWN_WRITES: ContextVar[bool] = ContextVar("routing_own_writes", default=False)
@@ -78,6 +80,8 @@ def advance(status: str, event: str) -> str | None:
         return "sent" if status == "failed" else None
     if event == "cancelled":
         return "cancelled" if status in ("sent", "accepted", "failed") else None
+    if event == "changed":
+        return None  # the order changed, not where it stands
     if event == "result-delivered":
         return "delivered" if status == "resulted" else None
     if event == "result-failed":

@@ -17,6 +17,8 @@ def order(
     structure: str = "ORM^O01^ORM_O01",
     obr20: str = "",
     when: str = "20261022090000",
+    priority: str = "R",
+    note: str = "空腹采血",
 ) -> bytes:
     """A township centre's order (ORM^O01 or OML^O21), in UTF-8."""
     return (
@@ -24,9 +26,9 @@ def order(
         "||||||UNICODE UTF-8\r"
         + PATIENT.format(mrn=mrn, org=org)
         + f"PV1|1|O|全科门诊^^^{org}||||Q2001^陈^芳||||||||||||{org}V{placer}\r"
-        f"ORC|{control}|{placer}^{org}|||||^^^^^R||{when}+0800|||Q2001^陈^芳\r"
+        f"ORC|{control}|{placer}^{org}|||||^^^^^{priority}||{when}+0800|||Q2001^陈^芳\r"
         f"OBR|1|{placer}^{org}||{test}|||{when}+0800|||||||||Q2001^陈^芳||||{obr20}\r"
-        "NTE|1||空腹采血\r"
+        f"NTE|1||{note}\r"
     ).encode()
 
 

@@ -123,6 +123,39 @@ def test_a_cancel_follows_its_order_to_the_centre(hub: Hub) -> None:
     assert request["status"] == "revoked"
 
 
+def test_a_change_follows_its_order_and_a_resend_that_changes_nothing_sends_nothing(
+    hub: Hub,
+) -> None:
+    with Peer() as lis, Peer() as his:
+        hub.point("XJYZX", lis.url)
+        hub.point("QSWSY", his.url)
+        hub.send(order("Q1", "QS-1"))
+        eventually(lambda: hub.statuses() == ["accepted"], what="the order accepted")
+        # The township makes it urgent and adds a note (ORC XO): the centre hears of it.
+        hub.send(order("Q1-XO", "QS-1", control="XO", priority="S", note="加急 急诊转入"))
+        eventually(lambda: len(lis.messages()) == 2, what="the change at the LIS")
+        # The same order resent unchanged: nothing more goes to the centre.
+        hub.send(order("Q1-XO-again", "QS-1", control="XO", priority="S", note="加急 急诊转入"))
+        eventually(hub.settled, what="the resend applied")
+        # A change after the result: the centre has answered, nothing is sent.
+        hub.send(result("L1", "QS-1", "F1"))
+        eventually(lambda: hub.statuses() == ["delivered"], what="the result delivered")
+        hub.send(order("Q1-late", "QS-1", control="XO", priority="R", note="改为常规"))
+        eventually(hub.settled, what="the late change applied")
+    assert lis.orders() == [("OML^O21", "NW", "QS-1"), ("OML^O21", "XO", "QS-1")]
+    change = lis.messages()[1]
+    orc = change.first("ORC")
+    assert orc is not None and orc.value(7, 6) == "S"
+    nte = change.first("NTE")
+    assert nte is not None and nte.value(3) == "加急 急诊转入"
+    assert [r.topic for r in hub.outbox() if r.topic != "route-result"] == [
+        "route-order", "route-change"]  # fmt: skip
+    [routed] = hub.routed()
+    assert routed.last_error is None
+    task = hub.task(routed.request_id)
+    assert task["priority"] == "stat"
+
+
 def test_a_destination_named_in_the_message_wins_where_the_feed_says_to_look(hub: Hub) -> None:
     with Peer() as lis, Peer() as ris:
         hub.point("XJYZX", lis.url)
