@@ -121,6 +121,7 @@ export HUB_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 echo "== ruff"
 RUFF_STATUS=0
 .venv/bin/ruff check hub adapters tests || RUFF_STATUS=$?
+.venv/bin/ruff format --check --quiet hub adapters tests || RUFF_STATUS=$?
 
 declare -A RESULTS
 STATUS=$RUFF_STATUS
