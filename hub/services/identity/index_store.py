@@ -127,10 +127,28 @@ def by_keys(conn: Connection, keys: dict[str, str], exclude: str) -> list[IndexR
 def blocking_candidates(
     conn: Connection, feats: Features, exclude: str, limit: int, *, by_birth: bool = True
 ) -> list[IndexRow]:
-    """Active records in any of the feature's blocks: same name (pinyin key), same birth date
-    and sex (``by_birth``), or a shared phone.  Few per block in real populations; capped."""
+    """Active records in any of the feature's blocks: same name (pinyin key) born the same
+    year, same birth date and sex (``by_birth``), or a shared phone.  Capped.
+
+    The name block is narrowed by the birth year because common names are not few: at 1M
+    records 王伟 has hundreds, and a name-only block filled the cap with an arbitrary 200 of
+    them, each then scored.  A record whose year was mistyped is still found by its birth
+    date and sex block or its phone; one without a birth date by the name alone, and records
+    without one are in every block of their name."""
     blocks = []
-    if feats.name_key:
+    born = feats.birth_date or feats.id_birth_date
+    if feats.name_key and born:
+        year = born[:4]
+        blocks.append(
+            and_(
+                mpi_records.c.name_key == feats.name_key,
+                or_(
+                    mpi_records.c.birth_date.between(f"{year}-01-01", f"{year}-12-31"),
+                    mpi_records.c.birth_date.is_(None),  # records without a full date
+                ),
+            )
+        )
+    elif feats.name_key:
         blocks.append(mpi_records.c.name_key == feats.name_key)
     if feats.birth_date and by_birth:
         blocks.append(

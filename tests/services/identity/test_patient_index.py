@@ -3,6 +3,7 @@ search, merges and links with their undoing, $everything (real store, PostgreSQL
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import orjson
@@ -371,3 +372,32 @@ def test_reindex_links_records_from_before_the_index(client: TestClient, engine:
     assert sorted(unindexed(engine)) == sorted([zy["id"], qs["id"]])
     assert reindex(engine) == 2 and not unindexed(engine)
     assert master_of(client, zy["id"]) == master_of(client, qs["id"])
+
+
+def test_a_common_name_does_not_crowd_out_the_person_asked_for(
+    client: TestClient, engine: Any
+) -> None:
+    """210 other 王伟 born other years filled the name block's cap of 200 before the one born
+    in 1975; the name block is now narrowed by the birth year."""
+    from hub.services.identity.features import features
+    from hub.services.identity.index_store import blocking_candidates
+    from hub.services.identity.rules import load_rules
+
+    rng = random.Random(7)
+    entries = []
+    for n in range(210):
+        year = rng.choice([y for y in range(1940, 1990) if y != 1975])
+        born = f"{year}-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}"
+        other = patient("XZYY", f"W{n}", "王伟", born, "male")
+        entries.append({"resource": other, "request": {"method": "POST", "url": "Patient"}})
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    res = client.post("/fhir", content=orjson.dumps(bundle), headers=FHIR)
+    assert res.status_code == 200, res.text
+    wanted = post(client, patient("XRMYY", "ZY7", "王伟", "1975-06-12", "male"))
+    # Asked with the day mistyped and no phone: only the name block can find the record.
+    probe = patient("QSWSY", "x", "王伟", "1975-06-21", "male")
+    rules = load_rules()
+    with engine.connect() as conn:
+        found = blocking_candidates(conn, features(probe, rules), "", rules.max_candidates)
+    assert wanted["id"] in [r.patient_id for r in found]
+    assert len(found) < 10  # the other 王伟 were born in other years
