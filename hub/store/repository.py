@@ -250,6 +250,8 @@ class Writer:
     observer: WriteObserver | None = None
     # rid of each resource updated in this unit (a rewrite needs it).
     _rids: dict[tuple[str, str], int] = field(default_factory=dict)
+    # Resources this unit created: no row of them existed before it (see ``fresh``).
+    _fresh: set[tuple[str, str]] = field(default_factory=set)
 
     def _observe(self, resource: dict[str, Any], res_id: str, observe: bool) -> dict[str, Any]:
         if (
@@ -274,6 +276,7 @@ class Writer:
         res_type = resource["resourceType"]
         res_id = res_id or new_id()
         self._claim(res_type, res_id)
+        self._fresh.add((res_type, res_id))
         resource = self._observe(resource, res_id, observe)
         content = stamp(resource, res_id, 1, self.last_updated)
         rows = extract_index_rows(resource)
@@ -333,6 +336,12 @@ class Writer:
         return StoredResource(
             res_type, res_id, new_version, self.last_updated, None, deleted=True, method="DELETE"
         )
+
+    def fresh(self, res_type: str, res_id: str) -> bool:
+        """Whether this unit created Type/id, so that no version of it existed before: a
+        create's id is new, and an update creates only where no row (not even a deleted one)
+        was found.  Services skip looking up state they keep for resources that existed."""
+        return (res_type, res_id) in self._fresh
 
     def written(self, res_type: str, res_id: str) -> bool:
         """Whether this unit of work has written Type/id already."""

@@ -20,11 +20,13 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ from sqlalchemy import func, select
 from adapters.feeds.config import demo_community
 from adapters.mllp.client import MLLPClient
 from hub.db import make_engine
+from hub.demo import names
 from hub.feeds.bootstrap import load_community_resources
 from hub.store.migrate import upgrade
 from hub.store.schema import inbox
@@ -66,10 +69,25 @@ def cbc_oru(run: str, n: int, pid: str, placer: str, filler: str) -> bytes:
     ).encode()
 
 
+def county_pid(mrn: str, seed: int | str) -> str:
+    """A patient as a county's records have them: a name, sex and birth date drawn like the
+    demo's, and a resident ID beside the lead hospital's record number ``mrn``.  (One name,
+    sex and birth date for everyone made every new patient a worst-case probabilistic match
+    for the patient index: each was scored against the 200 records before it.)"""
+    rng = random.Random(seed)
+    sex = rng.choice(("male", "female"))
+    born = date(1940, 1, 1) + timedelta(days=rng.randrange(365 * 80))
+    rid = names.resident_id("330521", born, sex, rng)
+    return (
+        f"PID|1||{mrn}^^^XRMYY^MR~{rid}^^^CHN^NNCHN||"
+        f"{names.surname(rng)}^{names.given(sex, rng)}||{born:%Y%m%d}|{sex[0].upper()}"
+    )
+
+
 def oru(run: str, n: int) -> bytes:
-    """A CBC result from the lab centre for patient n, filed under the lead hospital's MRN."""
-    pid = f"PID|1||ZY{run}{n:07d}^^^XRMYY^MR||张^{n}||19600315|M"
-    return cbc_oru(run, n, pid, "XR", "LAB")
+    """A CBC result from the lab centre for a new patient n, filed under the lead hospital's
+    MRN (every message a new patient: the patient index's costliest case)."""
+    return cbc_oru(run, n, county_pid(f"ZY{run}{n:07d}", f"{run}-{n}"), "XR", "LAB")
 
 
 @contextmanager

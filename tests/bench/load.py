@@ -41,7 +41,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +50,8 @@ from sqlalchemy.engine import make_url
 
 from adapters.feeds.config import demo_community
 from adapters.mllp.client import MLLPClient
-from hub.demo import names
 from tests.bench.common import free_port, percentile, postgres
-from tests.bench.feeds import cbc_oru
+from tests.bench.feeds import cbc_oru, county_pid
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_SECONDS = 10.0
@@ -66,18 +64,8 @@ def oru(run: str, n: int, patients: int) -> bytes:
 
 @functools.cache
 def pid(run: str, p: int) -> str:
-    """Patient ``p`` as a county's records have them: a name, sex and birth date drawn like the
-    demo's, and a resident ID beside the lead hospital's record number (the patient index
-    links on it; identical names and birth dates for everyone would make every new patient a
-    worst-case probabilistic match)."""
-    rng = random.Random(p)
-    sex = rng.choice(("male", "female"))
-    born = date(1940, 1, 1) + timedelta(days=rng.randrange(365 * 80))
-    rid = names.resident_id("330521", born, sex, rng)
-    return (
-        f"PID|1||{mrn(run, p)}^^^XRMYY^MR~{rid}^^^CHN^NNCHN||"
-        f"{names.surname(rng)}^{names.given(sex, rng)}||{born:%Y%m%d}|{sex[0].upper()}"
-    )
+    """Recurring patient ``p`` (a resident ID beside the lead hospital's record number)."""
+    return county_pid(mrn(run, p), p)
 
 
 def mrn(run: str, p: int) -> str:

@@ -14,7 +14,18 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, delete, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Select,
+    and_,
+    delete,
+    insert,
+    literal,
+    or_,
+    select,
+    union_all,
+    update,
+)
 
 from hub.services.identity.features import Features
 from hub.store.repository import now_micros
@@ -107,21 +118,23 @@ def records_of(conn: Connection, master_ids: Iterable[str]) -> list[IndexRow]:
     return [_row(r) for r in rows]
 
 
-def by_keys(conn: Connection, keys: dict[str, str], exclude: str) -> list[IndexRow]:
-    """Active records sharing any exact key with ``keys``."""
+def _by_keys_query(keys: dict[str, str], exclude: str) -> Select[Any] | None:
     if not keys:
-        return []
+        return None
     found = select(mpi_keys.c.patient_id).where(
         or_(*(and_(mpi_keys.c.kind == k, mpi_keys.c.value == v) for k, v in keys.items()))
     )
-    rows = conn.execute(
-        select(*_COLUMNS).where(
-            mpi_records.c.patient_id.in_(found),
-            mpi_records.c.patient_id != exclude,
-            mpi_records.c.active,
-        )
-    ).all()
-    return [_row(r) for r in rows]
+    return select(*_COLUMNS).where(
+        mpi_records.c.patient_id.in_(found),
+        mpi_records.c.patient_id != exclude,
+        mpi_records.c.active,
+    )
+
+
+def by_keys(conn: Connection, keys: dict[str, str], exclude: str) -> list[IndexRow]:
+    """Active records sharing any exact key with ``keys``."""
+    query = _by_keys_query(keys, exclude)
+    return [] if query is None else [_row(r) for r in conn.execute(query)]
 
 
 def blocking_candidates(
@@ -135,6 +148,36 @@ def blocking_candidates(
     them, each then scored.  A record whose year was mistyped is still found by its birth
     date and sex block or its phone; one without a birth date by the name alone, and records
     without one are in every block of their name."""
+    query = _blocking_query(feats, exclude, limit, by_birth)
+    return [] if query is None else [_row(r) for r in conn.execute(query)]
+
+
+def keyed_and_blocked(
+    conn: Connection, feats: Features, exclude: str, limit: int, *, by_birth: bool = True
+) -> tuple[list[IndexRow], list[IndexRow]]:
+    """``by_keys`` and ``blocking_candidates`` in one round trip, for a record new to the
+    index (which needs both when no key links it, the usual case)."""
+    keyed = _by_keys_query(feats.keys, exclude)
+    blocked = _blocking_query(feats, exclude, limit, by_birth)
+    if keyed is None or blocked is None:
+        return (
+            [] if keyed is None else [_row(r) for r in conn.execute(keyed)],
+            [] if blocked is None else [_row(r) for r in conn.execute(blocked)],
+        )
+    # Each side as a subquery: SQLite takes no LIMIT on a compound member itself.
+    both = union_all(
+        select(keyed.add_columns(literal(True).label("keyed")).subquery()),
+        select(blocked.add_columns(literal(False).label("keyed")).subquery()),
+    )
+    out: tuple[list[IndexRow], list[IndexRow]] = ([], [])
+    for r in conn.execute(both):
+        out[0 if r.keyed else 1].append(_row(r))
+    return out
+
+
+def _blocking_query(
+    feats: Features, exclude: str, limit: int, by_birth: bool
+) -> Select[Any] | None:
     blocks = []
     born = feats.birth_date or feats.id_birth_date
     if feats.name_key and born:
@@ -159,13 +202,12 @@ def blocking_candidates(
     if feats.phones:
         blocks.append(mpi_records.c.phone.in_(sorted(feats.phones)))
     if not blocks:
-        return []
-    rows = conn.execute(
+        return None
+    return (
         select(*_COLUMNS)
         .where(or_(*blocks), mpi_records.c.patient_id != exclude, mpi_records.c.active)
         .limit(limit)
-    ).all()
-    return [_row(r) for r in rows]
+    )
 
 
 def save(

@@ -95,6 +95,8 @@ class PatientIndex:
     warnings: list[str] = field(default_factory=list)
     # Merges the unit asked for (a Patient written with a new replaced-by link).
     merges: list[tuple[str, str]] = field(default_factory=list)
+    # Master ids this unit made up: no resource of theirs exists yet.
+    new_masters: set[str] = field(default_factory=set)
 
     # -- the Writer's hooks --
 
@@ -113,7 +115,7 @@ class PatientIndex:
                 "member's own record instead (or use $merge, $link, $unlink)",
                 code="business-rule",
             )
-        return self.index_record(resource, res_id)
+        return self.index_record(resource, res_id, fresh=writer.fresh("Patient", res_id))
 
     def after_delete(self, writer: Writer, res_type: str, res_id: str) -> None:
         if res_type != "Patient":
@@ -141,10 +143,13 @@ class PatientIndex:
 
     # -- linking one record --
 
-    def index_record(self, resource: dict[str, Any], res_id: str) -> dict[str, Any]:
+    def index_record(
+        self, resource: dict[str, Any], res_id: str, *, fresh: bool = False
+    ) -> dict[str, Any]:
+        """``fresh``: the record is being created, so the index cannot hold it yet."""
         feats = features(resource, self.rules)
         resource = self._flag_invalid(resource, feats)
-        row = store.load(self.conn, res_id)
+        row = None if fresh else store.load(self.conn, res_id)
         if (
             row is not None
             and row.features == feats
@@ -218,9 +223,18 @@ class PatientIndex:
             return row.master_id, "manual", row.score
         # A record new to the index can be in no pair the office kept apart.
         distinct = store.distinct_from(self.conn, res_id) if row is not None else set()
+        by_birth = bool(feats.invalid_ids) or birth_block_can_reach_review(self.rules)
+        limit = self.rules.max_candidates
+        blocked: list[store.IndexRow] | None = None
+        if row is None:  # a new record needs both sets unless a key links it: one query
+            keyed, blocked = store.keyed_and_blocked(
+                self.conn, feats, res_id, limit, by_birth=by_birth
+            )
+        else:
+            keyed = store.by_keys(self.conn, feats.keys, res_id)
         # 1. exact keys
         masters: list[str] = []
-        for other in store.by_keys(self.conn, feats.keys, res_id):
+        for other in keyed:
             if other.patient_id in distinct:
                 continue
             if score(feats, other.features, self.rules).grade == "certainly-not":
@@ -238,14 +252,9 @@ class PatientIndex:
             return row.master_id, row.method, row.score
         # 3. probabilistic
         best: dict[str, tuple[Match, str]] = {}
-        candidates = store.blocking_candidates(
-            self.conn,
-            feats,
-            res_id,
-            self.rules.max_candidates,
-            by_birth=bool(feats.invalid_ids) or birth_block_can_reach_review(self.rules),
-        )
-        for other in candidates:
+        if blocked is None:
+            blocked = store.blocking_candidates(self.conn, feats, res_id, limit, by_birth=by_birth)
+        for other in blocked:
             if other.patient_id in distinct:
                 continue
             match = score(feats, other.features, self.rules)
@@ -262,7 +271,9 @@ class PatientIndex:
                 break
         if row is not None and not self._shared(row.master_id, res_id):
             return row.master_id, "self", None
-        return new_master_id(), "self", None
+        master = new_master_id()
+        self.new_masters.add(master)
+        return master, "self", None
 
     def _fits(self, res_id: str, feats: Features, master: str, distinct: set[str]) -> bool:
         """No other record of the person is known to be someone else."""
@@ -380,6 +391,10 @@ class PatientIndex:
         """Write a hub-kept resource, only when it changed; once per unit (rewritten after)."""
         if writer.written("Patient", res_id):
             writer.rewrite(resource, res_id)
+            return
+        if res_id in self.new_masters:
+            self.new_masters.discard(res_id)
+            writer.create(resource, res_id, observe=False)
             return
         current = read_current(self.conn, "Patient", res_id)
         if (

@@ -18,6 +18,7 @@ is not sent twice: the ORU is compared with the last one queued for that order.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -30,7 +31,7 @@ from hub.queue.outbox import enqueue
 from hub.search.engine import find_matches
 from hub.services.routing.endpoints import member_endpoints, result_channel
 from hub.services.routing.outbound import Addressing, result_message
-from hub.services.routing.status import RESULT_TOPIC, Routed, load, move
+from hub.services.routing.status import RESULT_TOPIC, Routed, move
 from hub.store.repository import Writer
 from hub.store.schema import outbox
 
@@ -47,7 +48,11 @@ def based_on(report: dict[str, Any]) -> list[str]:
 
 
 def reattach(
-    writer: Writer, report: dict[str, Any], community: Community, centres: frozenset[str]
+    writer: Writer,
+    report: dict[str, Any],
+    community: Community,
+    centres: frozenset[str],
+    routed_of: Callable[[str], Routed | None],
 ) -> dict[str, Any]:
     """A centre's report based on a placeholder order, though it answers a routed one.
 
@@ -68,7 +73,7 @@ def reattach(
     if performer is None or performer.kind not in centres:
         return report
     ids = based_on(report)
-    if any(load(writer.conn, request_id=i) is not None for i in ids):
+    if any(routed_of(i) is not None for i in ids):
         return report
     own_placer = performer.system("placer")
     moved: dict[str, str] = {}
@@ -87,7 +92,7 @@ def reattach(
                 routed
                 for _, res_id in found
                 if res_id != request_id
-                and (routed := load(writer.conn, request_id=res_id)) is not None
+                and (routed := routed_of(res_id)) is not None
                 and routed.destination == performer.code
             ]
             if len(candidates) == 1:
@@ -127,12 +132,16 @@ def _queued_before(writer: Writer, routed: Routed, payload: bytes) -> bool:
 
 
 def report_written(
-    writer: Writer, report_id: str, report: dict[str, Any], community: Community
+    writer: Writer,
+    report_id: str,
+    report: dict[str, Any],
+    community: Community,
+    routed_of: Callable[[str], Routed | None],
 ) -> None:
     if report.get("status") not in RESULT_STATUSES:
         return
     for request_id in based_on(report):
-        routed = load(writer.conn, request_id=request_id)
+        routed = routed_of(request_id)
         if routed is None:
             continue
         orderer = community.member(routed.orderer)

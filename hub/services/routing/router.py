@@ -27,6 +27,7 @@ and the rules decide once: an order's destination does not move when the rules d
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -221,6 +222,8 @@ class OrderRouter:
     types: frozenset[str] = frozenset({"ServiceRequest", "DiagnosticReport", "Task"})
     _orders: list[_Order] = field(default_factory=list)
     _reports: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    # Orders this unit routed (their routed_orders rows are new in it).
+    _routed_here: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         if self.rules is None:
@@ -233,10 +236,12 @@ class OrderRouter:
             return resource
         kind = resource["resourceType"]
         if kind == "ServiceRequest" and is_order(resource):
-            return self._order_written(res_id, resource)
+            return self._order_written(writer, res_id, resource)
         if kind == "DiagnosticReport" and results.based_on(resource):
             assert self.rules is not None
-            resource = results.reattach(writer, resource, self.community, self.rules.centres)
+            resource = results.reattach(
+                writer, resource, self.community, self.rules.centres, self._routed_of(writer)
+            )
             self._reports.append((res_id, resource))
         elif kind == "Task" and _is_routing_task(resource):
             return self._centre_moved(writer, res_id, resource)
@@ -254,17 +259,31 @@ class OrderRouter:
         for order in orders:
             self._settle(writer, order)
         for res_id, report in reports:
-            results.report_written(writer, res_id, report, self.community)
+            results.report_written(writer, res_id, report, self.community, self._routed_of(writer))
+
+    def _routed_of(self, writer: Writer) -> Callable[[str], Routed | None]:
+        """An order's routed_orders row (locked), by the ServiceRequest's id.  An order this
+        unit created and has not routed has none, and the store is not asked: most results
+        arrive with a new order of their own (the lab centre's report of a ward's order)."""
+
+        def routed_of(request_id: str) -> Routed | None:
+            if writer.fresh("ServiceRequest", request_id) and request_id not in self._routed_here:
+                return None
+            return load(writer.conn, request_id=request_id)
+
+        return routed_of
 
     # -- orders --
 
-    def _order_written(self, res_id: str, request: dict[str, Any]) -> dict[str, Any]:
+    def _order_written(
+        self, writer: Writer, res_id: str, request: dict[str, Any]
+    ) -> dict[str, Any]:
         assert self.rules is not None
         facts = decision = None
         changed = False
         if request.get("status") == "active":
             facts = order_facts(request, self.community, self.catalogue)
-            routed = load(self.conn, request_id=res_id) if facts is not None else None
+            routed = self._routed_of(writer)(res_id) if facts is not None else None
             if routed is not None:
                 destination = routed.destination
                 before = _stored(self.conn, res_id)
@@ -284,7 +303,7 @@ class OrderRouter:
 
     def _settle(self, writer: Writer, order: _Order) -> None:
         status = order.request.get("status")
-        routed = load(writer.conn, request_id=order.res_id)
+        routed = self._routed_of(writer)(order.res_id)
         if status == "active" and routed is None and order.decision is not None:
             assert order.facts is not None
             self._route(writer, order)
@@ -321,6 +340,7 @@ class OrderRouter:
                 "updated_at": now,
             },
         ).scalar_one()
+        self._routed_here.add(order.res_id)
         routed = load(writer.conn, row_id=int(row_id))
         assert routed is not None
         write_task(writer, routed)
