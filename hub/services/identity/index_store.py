@@ -18,6 +18,7 @@ from sqlalchemy import (
     Connection,
     Select,
     and_,
+    bindparam,
     delete,
     insert,
     literal,
@@ -118,23 +119,42 @@ def records_of(conn: Connection, master_ids: Iterable[str]) -> list[IndexRow]:
     return [_row(r) for r in rows]
 
 
-def _by_keys_query(keys: dict[str, str], exclude: str) -> Select[Any] | None:
-    if not keys:
-        return None
+# The statements are built once per shape (how many keys, which blocks) with bound
+# parameters: building and hashing a fresh statement for every record cost more than running it.
+@lru_cache(maxsize=64)
+def _by_keys_query(n_keys: int) -> Select[Any]:
     found = select(mpi_keys.c.patient_id).where(
-        or_(*(and_(mpi_keys.c.kind == k, mpi_keys.c.value == v) for k, v in keys.items()))
+        or_(
+            *(
+                and_(
+                    mpi_keys.c.kind == bindparam(f"kind{i}"),
+                    mpi_keys.c.value == bindparam(f"value{i}"),
+                )
+                for i in range(n_keys)
+            )
+        )
     )
     return select(*_COLUMNS).where(
         mpi_records.c.patient_id.in_(found),
-        mpi_records.c.patient_id != exclude,
+        mpi_records.c.patient_id != bindparam("exclude"),
         mpi_records.c.active,
     )
 
 
+def _keys_params(keys: dict[str, str]) -> dict[str, str]:
+    params = {}
+    for i, (kind, value) in enumerate(keys.items()):
+        params[f"kind{i}"] = kind
+        params[f"value{i}"] = value
+    return params
+
+
 def by_keys(conn: Connection, keys: dict[str, str], exclude: str) -> list[IndexRow]:
     """Active records sharing any exact key with ``keys``."""
-    query = _by_keys_query(keys, exclude)
-    return [] if query is None else [_row(r) for r in conn.execute(query)]
+    if not keys:
+        return []
+    params = {**_keys_params(keys), "exclude": exclude}
+    return [_row(r) for r in conn.execute(_by_keys_query(len(keys)), params)]
 
 
 def blocking_candidates(
@@ -148,8 +168,11 @@ def blocking_candidates(
     them, each then scored.  A record whose year was mistyped is still found by its birth
     date and sex block or its phone; one without a birth date by the name alone, and records
     without one are in every block of their name."""
-    query = _blocking_query(feats, exclude, limit, by_birth)
-    return [] if query is None else [_row(r) for r in conn.execute(query)]
+    shape, params = _blocks(feats, by_birth)
+    if shape is None:
+        return []
+    params.update(exclude=exclude, limit=limit)
+    return [_row(r) for r in conn.execute(_blocking_query(*shape), params)]
 
 
 def keyed_and_blocked(
@@ -157,57 +180,87 @@ def keyed_and_blocked(
 ) -> tuple[list[IndexRow], list[IndexRow]]:
     """``by_keys`` and ``blocking_candidates`` in one round trip, for a record new to the
     index (which needs both when no key links it, the usual case)."""
-    keyed = _by_keys_query(feats.keys, exclude)
-    blocked = _blocking_query(feats, exclude, limit, by_birth)
-    if keyed is None or blocked is None:
+    shape, params = _blocks(feats, by_birth)
+    if not feats.keys or shape is None:
         return (
-            [] if keyed is None else [_row(r) for r in conn.execute(keyed)],
-            [] if blocked is None else [_row(r) for r in conn.execute(blocked)],
+            by_keys(conn, feats.keys, exclude),
+            blocking_candidates(conn, feats, exclude, limit, by_birth=by_birth),
         )
-    # Each side as a subquery: SQLite takes no LIMIT on a compound member itself.
-    both = union_all(
-        select(keyed.add_columns(literal(True).label("keyed")).subquery()),
-        select(blocked.add_columns(literal(False).label("keyed")).subquery()),
-    )
+    params.update(_keys_params(feats.keys), exclude=exclude, limit=limit)
     out: tuple[list[IndexRow], list[IndexRow]] = ([], [])
-    for r in conn.execute(both):
+    for r in conn.execute(_keyed_and_blocked_query(len(feats.keys), shape), params):
         out[0 if r.keyed else 1].append(_row(r))
     return out
 
 
-def _blocking_query(
-    feats: Features, exclude: str, limit: int, by_birth: bool
-) -> Select[Any] | None:
-    blocks = []
+@lru_cache(maxsize=256)
+def _keyed_and_blocked_query(n_keys: int, shape: tuple[str, str, int]) -> Any:
+    # Each side as a subquery: SQLite takes no LIMIT on a compound member itself.
+    return union_all(
+        select(_by_keys_query(n_keys).add_columns(literal(True).label("keyed")).subquery()),
+        select(_blocking_query(*shape).add_columns(literal(False).label("keyed")).subquery()),
+    )
+
+
+def _blocks(feats: Features, by_birth: bool) -> tuple[tuple[str, str, int] | None, dict[str, Any]]:
+    """The shape of a record's blocks (name, birth, number of phones) and their values."""
+    params: dict[str, Any] = {}
+    name = birth = ""
     born = feats.birth_date or feats.id_birth_date
-    if feats.name_key and born:
-        year = born[:4]
+    if feats.name_key:
+        params["name_key"] = feats.name_key
+        name = "name"
+        if born:
+            name = "name+year"
+            params["year_from"], params["year_to"] = f"{born[:4]}-01-01", f"{born[:4]}-12-31"
+    if feats.birth_date and by_birth:
+        params["birth_date"] = feats.birth_date
+        birth = "date"
+        if feats.gender:
+            birth = "date+gender"
+            params["gender"] = feats.gender
+    phones = sorted(feats.phones)
+    for i, phone in enumerate(phones):
+        params[f"phone{i}"] = phone
+    if not (name or birth or phones):
+        return None, params
+    return (name, birth, len(phones)), params
+
+
+@lru_cache(maxsize=64)
+def _blocking_query(name: str, birth: str, n_phones: int) -> Select[Any]:
+    r = mpi_records.c
+    blocks = []
+    if name == "name+year":
         blocks.append(
             and_(
-                mpi_records.c.name_key == feats.name_key,
+                r.name_key == bindparam("name_key"),
                 or_(
-                    mpi_records.c.birth_date.between(f"{year}-01-01", f"{year}-12-31"),
-                    mpi_records.c.birth_date.is_(None),  # records without a full date
+                    r.birth_date.between(bindparam("year_from"), bindparam("year_to")),
+                    r.birth_date.is_(None),  # records without a full date
                 ),
             )
         )
-    elif feats.name_key:
-        blocks.append(mpi_records.c.name_key == feats.name_key)
-    if feats.birth_date and by_birth:
+    elif name == "name":
+        blocks.append(r.name_key == bindparam("name_key"))
+    if birth == "date+gender":
         blocks.append(
-            and_(mpi_records.c.birth_date == feats.birth_date, mpi_records.c.gender == feats.gender)
-            if feats.gender
-            else mpi_records.c.birth_date == feats.birth_date
+            and_(r.birth_date == bindparam("birth_date"), r.gender == bindparam("gender"))
         )
-    if feats.phones:
-        blocks.append(mpi_records.c.phone.in_(sorted(feats.phones)))
-    if not blocks:
-        return None
+    elif birth == "date":
+        blocks.append(r.birth_date == bindparam("birth_date"))
+    if n_phones:
+        blocks.append(r.phone.in_([bindparam(f"phone{i}") for i in range(n_phones)]))
     return (
         select(*_COLUMNS)
-        .where(or_(*blocks), mpi_records.c.patient_id != exclude, mpi_records.c.active)
-        .limit(limit)
+        .where(or_(*blocks), r.patient_id != bindparam("exclude"), r.active)
+        .limit(bindparam("limit"))
     )
+
+
+_INSERT_RECORD = insert(mpi_records)
+_UPDATE_RECORD = update(mpi_records).where(mpi_records.c.patient_id == bindparam("record"))
+_INSERT_KEYS = insert(mpi_keys)
 
 
 def save(
@@ -239,11 +292,9 @@ def save(
         "updated_at": now_micros(),
     }
     if existed:
-        conn.execute(
-            update(mpi_records).where(mpi_records.c.patient_id == patient_id).values(**values)
-        )
+        conn.execute(_UPDATE_RECORD, {**values, "record": patient_id})
     else:
-        conn.execute(insert(mpi_records).values(patient_id=patient_id, **values))
+        conn.execute(_INSERT_RECORD, {**values, "patient_id": patient_id})
 
 
 def set_keys(
@@ -256,7 +307,7 @@ def set_keys(
         conn.execute(delete(mpi_keys).where(mpi_keys.c.patient_id == patient_id))
     if new:
         conn.execute(
-            insert(mpi_keys),
+            _INSERT_KEYS,
             [{"kind": k, "value": v, "patient_id": patient_id} for k, v in new.items()],
         )
 
