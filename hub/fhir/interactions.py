@@ -36,12 +36,15 @@ class Unit:
 
     conn: Connection
     writer: Writer
+    # The resources written were validated against the R4 models before they reached this
+    # unit (a feed's Bundle, at intake): only the cheap checks run again.
+    validated: bool = False
 
     @classmethod
-    def on(cls, conn: Connection) -> Unit:
+    def on(cls, conn: Connection, *, validated: bool = False) -> Unit:
         from hub.services.observers import observers
 
-        return cls(conn, Writer(conn, observer=observers(conn)))
+        return cls(conn, Writer(conn, observer=observers(conn)), validated)
 
     def warned(self, result: Result) -> Result:
         """Attach what the services warned about while writing (an invalid resident ID)."""
@@ -135,7 +138,7 @@ def create(
 ) -> Result:
     """POST: a new resource with a server id; with If-None-Exist, only if nothing matches."""
     check_type(res_type)
-    resource = validate_resource(resource, res_type)
+    resource = validate_resource(resource, res_type, model=not unit.validated)
     check_write(resource)
     if if_none_exist:
         query = if_none_exist.split("?", 1)[-1]
@@ -170,7 +173,7 @@ def update(
     """
     check_type(res_type)
     check_id(res_id)
-    resource = validate_resource(resource, res_type)
+    resource = validate_resource(resource, res_type, model=not unit.validated)
     check_write(resource)
     _check_overwrite(unit, res_type, res_id)
     body_id = resource.get("id")
@@ -191,7 +194,7 @@ def conditional_update(
 ) -> Result:
     """PUT Type?criteria: update the one match, create if none, 412 if several."""
     check_type(res_type)
-    resource = validate_resource(resource, res_type)
+    resource = validate_resource(resource, res_type, model=not unit.validated)
     check_write(resource)
     lock_keys(unit.conn, [criteria_key(res_type, query)])
     found = _matches(unit, res_type, query)

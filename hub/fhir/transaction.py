@@ -68,6 +68,7 @@ def process_bundle(
     base_url: str,
     prefer_return: str | None = None,
     within: Callable[[Connection], None] | None = None,
+    validated: bool = False,
 ) -> dict[str, Any]:
     """Process a transaction or batch Bundle; return its response Bundle.
 
@@ -76,6 +77,8 @@ def process_bundle(
     every entry: ``minimal`` and ``OperationOutcome`` leave the resources out of the response.
     ``within`` runs inside a transaction's database transaction, after its writes and before
     the commit (the feed worker marks its inbox row applied there, so both commit together).
+    ``validated``: the entries' resources passed the R4 model check already (a feed Bundle,
+    checked at intake); a transaction does not run it again.
     """
     kind, raw_entries = parse_envelope(bundle)
     note_bundle_kind(kind)  # the request's AuditEvent names a transaction or a batch
@@ -85,7 +88,9 @@ def process_bundle(
         # Each attempt rewrites references in its own copy of the whole Bundle (one orjson
         # round trip, far cheaper than copying entry by entry), so a retry starts clean.
         entries = _retrying(
-            lambda: _transaction(engine, copy_json(raw_entries), base, with_resources, within)
+            lambda: _transaction(
+                engine, copy_json(raw_entries), base, with_resources, within, validated
+            )
         )
         return _response_bundle("transaction-response", entries)
     answers = [
@@ -103,13 +108,14 @@ def _transaction(
     base: str,
     with_resources: bool,
     within: Callable[[Connection], None] | None = None,
+    validated: bool = False,
 ) -> list[dict[str, Any]]:
     entries = [prepare_entry(i, raw, base, copy=False) for i, raw in enumerate(raw_entries)]
     for e in entries:
         _authorize(e)
     check_full_urls(entries)
     with engine.begin() as conn:
-        unit = Unit.on(conn)
+        unit = Unit.on(conn, validated=validated)
         lock_keys(conn, lock_keys_for(entries))
         results = _run(unit, entries, base)
         unit.writer.flush()

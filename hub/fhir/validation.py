@@ -184,10 +184,14 @@ def _fhirpath(res_type: str, loc: tuple[int | str, ...]) -> str:
     return path
 
 
-def validate_resource(data: Any, expected_type: str | None = None) -> dict[str, Any]:
+def validate_resource(
+    data: Any, expected_type: str | None = None, *, model: bool = True
+) -> dict[str, Any]:
     """Check a parsed body is a valid R4 resource of a served type; return it unchanged.
 
     Failures carry one issue per problem with the FHIRPath of the failing element.
+    ``model`` False leaves out the R4 model check, for resources that passed it already (a
+    feed's mapped Bundle, validated at intake); the cheap checks still run.
     """
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object (a FHIR resource)", code="structure")
@@ -218,10 +222,11 @@ def validate_resource(data: Any, expected_type: str | None = None) -> dict[str, 
                 code="code-invalid",
                 expression=[f"{res_type}.{element}"],
             )
-    model = _model(res_type)
+    if not model:
+        return data
     try:
         with element_memo.validating():
-            model.model_validate(data)
+            _model(res_type).model_validate(data)
     except ValidationError as exc:
         issues = [
             Issue(

@@ -34,6 +34,7 @@ from adapters.hl7v2.text import CHARSETS, msh_fields
 from adapters.logsafe import describe
 from hub.ops import metrics
 from hub.ops.logs import bind, correlated, hl7_correlation_id, safe_id
+from hub.queue.mapped_check import validated
 from hub.queue.streams import announce_inbox
 from hub.search.values import format_instant
 from hub.store.repository import new_id, now_micros
@@ -172,15 +173,17 @@ def _ack(
 
 
 def map_parsed(message: Message, community: Community, sender: str) -> Mapped:
-    """Map a parsed message; raises MappingError (an HL7ParseError) when it cannot be."""
+    """Map a parsed message and validate what it maps to; raises MappingError (an
+    HL7ParseError) when it cannot be mapped or a resource is not valid FHIR."""
     from adapters.hl7v2.messages import map_message
 
-    return map_message(
+    mapped = map_message(
         message,
         community,
         source_ref=f"{sender}|{message.control_id}",
         received_at=format_instant(now_micros()),
     )
+    return validated(mapped)
 
 
 def read_and_map(raw: bytes, community: Community, sender: str) -> tuple[Message, Mapped]:

@@ -26,6 +26,7 @@ from adapters.sqlview.config import SqlFeed
 from adapters.sqlview.mapping import map_report_rows
 from adapters.sqlview.poller import group_rows, read_batch, source_table
 from hub.queue.intake import inbox_row
+from hub.queue.mapped_check import validated
 from hub.queue.streams import announce_inbox
 from hub.search.values import format_instant
 from hub.store.repository import now_micros
@@ -58,13 +59,14 @@ def watermark(engine: Engine, feed: SqlFeed) -> Any | None:
 
 def map_group(rows: list[dict[str, Any]], feed: SqlFeed, community: Community) -> Mapped:
     report_no = str(rows[0].get(feed.group, ""))
-    return map_report_rows(
+    mapped = map_report_rows(
         rows,
         feed,
         community,
         source_ref=f"{feed.id}|{report_no}|{rows[0].get(feed.key)}",
         received_at=format_instant(now_micros()),
     )
+    return validated(mapped)
 
 
 def poll_once(

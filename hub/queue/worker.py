@@ -31,6 +31,7 @@ from hub.ops import metrics
 from hub.ops.logs import correlated, hl7_correlation_id, safe_id
 from hub.queue.app_ack import queue_application_acks
 from hub.queue.group_apply import mergeable_runs
+from hub.queue.mapped_check import is_validated
 from hub.queue.merge_guard import swapped_repeat
 from hub.store.repository import now_micros
 from hub.store.schema import inbox
@@ -124,7 +125,14 @@ def _apply(engine: Engine, ids: list[int], bundles: list[dict[str, Any]]) -> Non
             raise _AlreadyApplied
         queue_application_acks(conn, ids, "AA")
 
-    process_bundle(engine, merged, base_url=_BASE, prefer_return="minimal", within=mark_applied)
+    process_bundle(
+        engine,
+        merged,
+        base_url=_BASE,
+        prefer_return="minimal",
+        within=mark_applied,
+        validated=all(is_validated(bundle) for bundle in bundles),
+    )
 
 
 def _apply_one(engine: Engine, inbox_id: int, message: _Message | None) -> str:
