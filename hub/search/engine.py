@@ -154,21 +154,46 @@ def match_identifiers(
     conditions answered in one query (a feed message's conditional writes, say)."""
     found: dict[tuple[str, str, str], list[tuple[int, str]]] = {key: [] for key in wanted}
     unique = list(found)
-    for start in range(0, len(unique), 200):
-        chunk = unique[start : start + 200]
-        tests = or_(
-            *(
-                sql("t.res_type = ? AND t.code = ? AND t.system = ?", rt, v, sy)
-                for rt, sy, v in chunk
+    if conn.dialect.name == "postgresql":
+        # The wanted identifiers as arrays joined to the index: a nested loop of index
+        # probes.  As an OR of 200 conditions the planner spent ~30 ms on each Bundle group.
+        queries = [
+            Sql(
+                "SELECT t.res_type, t.system, t.code, r.rid, r.res_id "
+                "FROM unnest(CAST(? AS text[]), CAST(? AS text[]), CAST(? AS text[])) "
+                "AS w(res_type, system, code) "
+                "JOIN idx_token t ON t.res_type = w.res_type AND t.param = 'identifier' "
+                "AND t.code = w.code AND t.system = w.system "
+                "JOIN resources r ON r.rid = t.rid "
+                "WHERE NOT r.deleted AND r.res_id NOT LIKE ?",
+                (
+                    [rt for rt, _, _ in unique],
+                    [sy for _, sy, _ in unique],
+                    [v for _, _, v in unique],
+                    MASTER_PREFIX + "%",
+                ),
             )
-        )
-        query = Sql(
-            "SELECT t.res_type, t.system, t.code, r.rid, r.res_id FROM idx_token t "
-            "JOIN resources r ON r.rid = t.rid "
-            "WHERE t.param = 'identifier' AND NOT r.deleted AND r.res_id NOT LIKE ? "
-            f"AND {tests.text}",
-            (MASTER_PREFIX + "%", *tests.params),
-        )
+        ]
+    else:
+        queries = []
+        for start in range(0, len(unique), 200):
+            chunk = unique[start : start + 200]
+            tests = or_(
+                *(
+                    sql("t.res_type = ? AND t.code = ? AND t.system = ?", rt, v, sy)
+                    for rt, sy, v in chunk
+                )
+            )
+            queries.append(
+                Sql(
+                    "SELECT t.res_type, t.system, t.code, r.rid, r.res_id FROM idx_token t "
+                    "JOIN resources r ON r.rid = t.rid "
+                    "WHERE t.param = 'identifier' AND NOT r.deleted AND r.res_id NOT LIKE ? "
+                    f"AND {tests.text}",
+                    (MASTER_PREFIX + "%", *tests.params),
+                )
+            )
+    for query in queries:
         for res_type, system, code, rid, res_id in execute(conn, query):
             matches = found.get((res_type, system, code))
             if matches is not None and (rid, res_id) not in matches:
