@@ -7,9 +7,16 @@ COPY moves them several times faster than multi-row INSERT, inside the same tran
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
+import psycopg
+from psycopg.rows import namedtuple_row
 from sqlalchemy import Connection, Table, text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import Compiled
 
 _SEQUENCE_SQL = text(
     "SELECT nextval(pg_get_serial_sequence('resources', 'rid')) FROM generate_series(1, :n)"
@@ -75,3 +82,43 @@ def delete_pipelined(conn: Connection, tables: list[Table], rid: int) -> None:
 
 # Below this many new resources a flush pipelines INSERTs; at or above, it COPYs.
 COPY_THRESHOLD = 20
+
+
+@lru_cache(maxsize=256)
+def _compiled(statement: ClauseElement, dialect: Dialect, keys: tuple[str, ...]) -> Compiled:
+    # ``keys``: the parameters given, which an INSERT or UPDATE takes as its columns.
+    return statement.compile(dialect=dialect, column_keys=list(keys))
+
+
+Params = dict[str, Any] | list[dict[str, Any]]
+
+
+def run_pipelined(conn: Connection, steps: Sequence[tuple[ClauseElement, Params]]) -> list[Any]:
+    """Run statements one after another in one network round trip (PostgreSQL only); the
+    rows of the last one, as named tuples.
+
+    Each statement still runs after the one before it has finished (and sees what it did),
+    so a lock then a read under it, or a row then rows that refer to it, keep their order.
+    A list of parameter sets runs its statement once per set.  The statements are SQLAlchemy
+    constructs built once (their compiled form is cached); driver errors are raised as
+    SQLAlchemy's, so a deadlock is retried like any other.
+    """
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    compiled = []
+    for statement, params in steps:
+        first = params[0] if isinstance(params, list) else params
+        compiled.append((_compiled(statement, conn.dialect, tuple(sorted(first))), params))
+    try:
+        with driver.cursor(row_factory=namedtuple_row) as cur:
+            with driver.pipeline():
+                for done, params in compiled:
+                    if isinstance(params, list):
+                        cur.executemany(done.string, [done.construct_params(p) for p in params])
+                    else:
+                        cur.execute(done.string, done.construct_params(params))
+            # Synced: the cursor now holds the last statement's result (its description is
+            # unknown until then).
+            return list(cur.fetchall()) if cur.description is not None else []
+    except psycopg.Error as exc:
+        raise DBAPIError.instance(compiled[-1][0].string, None, exc, psycopg.Error) from exc

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from urllib.parse import parse_qsl
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, TextClause, text
 
 
 @lru_cache(maxsize=65_536)
@@ -40,6 +40,16 @@ def lock_keys(conn: Connection, keys: Iterable[str]) -> None:
     elif numbers:
         # One round trip for all keys; the inner ORDER BY fixes the order they are taken in.
         conn.execute(_LOCK_MANY, {"keys": numbers})
+
+
+def lock_statement(conn: Connection, keys: Iterable[str]) -> tuple[TextClause, dict] | None:
+    """The statement and parameters that take these locks, to run in a pipeline before the
+    statement that needs them (hub.store.bulk.run_pipelined); None when there is nothing
+    to lock or the database is not PostgreSQL."""
+    numbers = sorted({_key_to_bigint(k) for k in keys})
+    if conn.dialect.name != "postgresql" or not numbers:
+        return None
+    return _LOCK_MANY, {"keys": numbers}
 
 
 _LOCK_ONE = text("SELECT pg_advisory_xact_lock(:k)")

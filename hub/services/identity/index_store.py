@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -29,6 +29,8 @@ from sqlalchemy import (
 )
 
 from hub.services.identity.features import Features
+from hub.store.bulk import run_pipelined
+from hub.store.locks import lock_keys, lock_statement
 from hub.store.repository import now_micros
 from hub.store.schema import mpi_distinct, mpi_keys, mpi_records, mpi_reviews
 
@@ -176,19 +178,35 @@ def blocking_candidates(
 
 
 def keyed_and_blocked(
-    conn: Connection, feats: Features, exclude: str, limit: int, *, by_birth: bool = True
+    conn: Connection,
+    feats: Features,
+    exclude: str,
+    limit: int,
+    *,
+    by_birth: bool = True,
+    lock: Sequence[str] = (),
 ) -> tuple[list[IndexRow], list[IndexRow]]:
     """``by_keys`` and ``blocking_candidates`` in one round trip, for a record new to the
-    index (which needs both when no key links it, the usual case)."""
+    index (which needs both when no key links it, the usual case).  ``lock``: names to lock
+    first; on PostgreSQL the lock and the query share the round trip (the query still runs
+    only once the locks are held, so it sees what their last holder committed)."""
     shape, params = _blocks(feats, by_birth)
     if not feats.keys or shape is None:
+        lock_keys(conn, lock)
         return (
             by_keys(conn, feats.keys, exclude),
             blocking_candidates(conn, feats, exclude, limit, by_birth=by_birth),
         )
     params.update(_keys_params(feats.keys), exclude=exclude, limit=limit)
+    query = _keyed_and_blocked_query(len(feats.keys), shape)
+    taking = lock_statement(conn, lock)
+    if taking is not None:
+        rows: Iterable[Any] = run_pipelined(conn, [taking, (query, params)])
+    else:
+        lock_keys(conn, lock)
+        rows = conn.execute(query, params)
     out: tuple[list[IndexRow], list[IndexRow]] = ([], [])
-    for r in conn.execute(_keyed_and_blocked_query(len(feats.keys), shape), params):
+    for r in rows:
         out[0 if r.keyed else 1].append(_row(r))
     return out
 
@@ -276,7 +294,11 @@ def save(
     feats_json: str,
     digest_value: str,
     existed: bool,
+    old_keys: dict[str, str] | None,
+    new_keys: dict[str, str],
 ) -> None:
+    """The record's row and its exact keys (``old_keys``: those stored so far, None for a
+    record new to the index)."""
     values = {
         "master_id": master_id,
         "method": method,
@@ -293,8 +315,16 @@ def save(
     }
     if existed:
         conn.execute(_UPDATE_RECORD, {**values, "record": patient_id})
+    elif new_keys and conn.dialect.name == "postgresql":
+        # A record new to the index and its keys: one round trip.
+        key_rows = [{"kind": k, "value": v, "patient_id": patient_id} for k, v in new_keys.items()]
+        run_pipelined(
+            conn, [(_INSERT_RECORD, {**values, "patient_id": patient_id}), (_INSERT_KEYS, key_rows)]
+        )
+        return
     else:
         conn.execute(_INSERT_RECORD, {**values, "patient_id": patient_id})
+    set_keys(conn, patient_id, old_keys, new_keys)
 
 
 def set_keys(

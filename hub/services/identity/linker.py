@@ -166,8 +166,12 @@ class PatientIndex:
                 resource = {**resource, "link": [*own_links(resource), _refer(row.master_id)]}
                 self.written[res_id] = resource
                 return resource
-        lock_keys(self.conn, self._lock_names(feats))
+        # The locks serialise linking the same person; for a record new to the index they are
+        # taken in the round trip of its candidate query (``_decide``).
+        names = self._lock_names(feats)
         if row is not None:  # read again under the locks
+            lock_keys(self.conn, names)
+            names = []
             row = store.load(self.conn, res_id)
         links = own_links(resource)
         survivor = next(
@@ -183,12 +187,13 @@ class PatientIndex:
             raise Unprocessable(f"Patient/{res_id} cannot be replaced by itself", code="invalid")
 
         if survivor is not None:
+            lock_keys(self.conn, names)
             target = self.ensure_indexed(survivor)
             master, method, match_score, active = target.master_id, "merge", None, False
             if row is None or row.replaced_by != survivor:
                 self.merges.append((res_id, survivor))
         else:
-            master, method, match_score = self._decide(res_id, feats, row)
+            master, method, match_score = self._decide(res_id, feats, row, names)
             active = resource.get("active", True) is not False
 
         feats_json = store.features_json(feats)
@@ -205,8 +210,9 @@ class PatientIndex:
             feats_json=feats_json,
             digest_value=digest,
             existed=row is not None,
+            old_keys=row.features.keys if row else None,
+            new_keys=feats.keys,
         )
-        store.set_keys(self.conn, res_id, row.features.keys if row else None, feats.keys)
         if row is None or row.digest != digest or row.master_id != master:
             self.dirty.add(master)
             if row is not None and row.master_id != master:
@@ -216,9 +222,12 @@ class PatientIndex:
         return resource
 
     def _decide(
-        self, res_id: str, feats: Features, row: store.IndexRow | None
+        self, res_id: str, feats: Features, row: store.IndexRow | None, lock: list[str]
     ) -> tuple[str, str, float | None]:
-        """(master, method, score) for a record that is not merged away."""
+        """(master, method, score) for a record that is not merged away; ``lock``: the
+        names still to lock before anything is read."""
+        if row is not None:
+            lock_keys(self.conn, lock)
         if row is not None and row.method == "manual":
             return row.master_id, "manual", row.score
         # A record new to the index can be in no pair the office kept apart.
@@ -228,7 +237,7 @@ class PatientIndex:
         blocked: list[store.IndexRow] | None = None
         if row is None:  # a new record needs both sets unless a key links it: one query
             keyed, blocked = store.keyed_and_blocked(
-                self.conn, feats, res_id, limit, by_birth=by_birth
+                self.conn, feats, res_id, limit, by_birth=by_birth, lock=lock
             )
         else:
             keyed = store.by_keys(self.conn, feats.keys, res_id)
