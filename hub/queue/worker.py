@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,8 @@ log = logging.getLogger("hub.worker")
 _BASE = "urn:hub:feeds"
 # Messages applied in one transaction at most (group commit).
 GROUP_LIMIT = 25
+# Messages a polling worker holds at most (queued in its lanes or being applied).
+PREFETCH = 1000
 
 
 class _AlreadyApplied(Exception):
@@ -293,18 +296,37 @@ class InboxWorker:
             t.join(timeout)
 
     def _dispatch(self) -> None:
+        """Hand pending messages to the lanes, keeping up to PREFETCH in hand.
+
+        Each poll reads only after the highest id handed out so far, so a backlog is read
+        once rather than its oldest rows again and again; and the lanes wake the dispatcher
+        when they finish a batch, so they are fed again at once.  Every ``poll_seconds`` (and
+        whenever nothing new came) it also looks from the start, for messages put back to
+        pending (replay) or committed out of id order while it read past them.
+        """
+        cursor = 0
+        rescan_at = 0.0
         while not self._stop.is_set():
-            try:
-                batch = pending_ids(self.engine)
-            except OperationalError:
-                log.warning("inbox: store unavailable; retrying")
-                batch = []
             with self._lock:
-                fresh = [(i, key) for i, key in batch if i not in self._inflight]
-                self._inflight.update(i for i, _ in fresh)
-            for inbox_id, key in fresh:
-                lane = zlib.crc32((key or str(inbox_id)).encode()) % self.threads
-                self._queues[lane].put(inbox_id)
+                room = PREFETCH - len(self._inflight)
+            fresh: list[tuple[int, str | None]] = []
+            if room > 0:
+                try:
+                    batch = pending_ids(self.engine, limit=min(room, 500), after=cursor)
+                    if not batch or time.monotonic() >= rescan_at:
+                        batch += pending_ids(self.engine, limit=500)
+                        rescan_at = time.monotonic() + self.poll_seconds
+                except OperationalError:
+                    log.warning("inbox: store unavailable; retrying")
+                    batch = []
+                batch = sorted(dict(batch).items())  # by id: each lane applies in order
+                with self._lock:
+                    fresh = [(i, key) for i, key in batch if i not in self._inflight]
+                    self._inflight.update(i for i, _ in fresh)
+                for inbox_id, key in fresh:
+                    lane = zlib.crc32((key or str(inbox_id)).encode()) % self.threads
+                    self._queues[lane].put(inbox_id)
+                    cursor = max(cursor, inbox_id)
             if not fresh:
                 self._wake.wait(self.poll_seconds)
                 self._wake.clear()
@@ -342,6 +364,7 @@ class InboxWorker:
                     delay = min(delay * 2, 30.0)
             with self._lock:
                 self._inflight.difference_update(batch)
+            self._wake.set()  # room for more: the dispatcher reads on
             self._finished(batch, applied)
             if self._stop.is_set():
                 return

@@ -114,6 +114,28 @@ def postgres(settings: dict[str, str] | None = None) -> Iterator[str]:
 
 
 @contextlib.contextmanager
+def redis_server(url: str | None, enabled: bool) -> Iterator[str | None]:
+    """The given Redis, none, or a throw-away redis-server (no persistence: the store is the
+    record)."""
+    if not enabled or url:
+        yield url if enabled else None
+        return
+    port = free_port()
+    work = Path(tempfile.mkdtemp(prefix="hub-bench-redis-"))
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(work)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def hub_server(db_url: str, workers: int = 2) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "HUB_DB_URL": db_url, "HUB_LOG_LEVEL": "warning"}

@@ -22,6 +22,7 @@ import json
 import os
 import random
 import resource
+import socket
 import subprocess
 import sys
 import time
@@ -42,7 +43,7 @@ from hub.demo import names
 from hub.feeds.bootstrap import load_community_resources
 from hub.store.migrate import upgrade
 from hub.store.schema import inbox
-from tests.bench.common import copy_as_stored, free_port, percentile, postgres
+from tests.bench.common import copy_as_stored, free_port, percentile, postgres, redis_server
 
 ITEMS = [
     ("WBC", "白细胞计数", "10*9/L", "3.5-9.5"),
@@ -96,7 +97,7 @@ def oru(run: str, n: int) -> bytes:
 class FeedServer:
     port: int
     intake_pid: int
-    worker_pid: int
+    worker_pids: list[int]
 
 
 def _cpu_of(pid: int) -> float:
@@ -125,35 +126,67 @@ def _cpu(server: FeedServer) -> dict[str, float]:
     mine = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "intake": _cpu_of(server.intake_pid),
-        "worker": _cpu_of(server.worker_pid),
+        "worker": sum(_cpu_of(pid) for pid in server.worker_pids),
         "postgres": _postgres_cpu(),
         "senders": mine.ru_utime + mine.ru_stime,
     }
 
 
 @contextmanager
-def feed_server(db_url: str, workers: int, hl7apy: bool = False) -> Iterator[FeedServer]:
-    """The production shape: an MLLP intake process and a separate ``hub worker`` process."""
+def feed_server(
+    db_url: str,
+    workers: int,
+    hl7apy: bool = False,
+    redis_url: str | None = None,
+    processes: int = 1,
+) -> Iterator[FeedServer]:
+    """The production shape: an MLLP intake process and separate ``hub worker`` processes.
+
+    Without Redis one worker process polls the inbox; with Redis (``redis_url``) the intake is
+    ``hub mllp`` and ``processes`` workers share the inbox's stream, as the load benchmark
+    runs them."""
     port = free_port()
-    command = [sys.executable, "-m", "tests.bench.feed_server", "--db", db_url, "--port", str(port)]
-    command += ["--no-worker"] + (["--hl7apy"] if hl7apy else [])
-    intake = subprocess.Popen(command, stdout=subprocess.PIPE, env={**os.environ})
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "hub.cli", "worker", "--db", db_url, "--threads", str(workers)],
-        env={**os.environ},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    assert intake.stdout is not None
-    if intake.stdout.readline().strip() != b"ready":
-        sys.exit("the feed server did not start")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    env.update(HUB_DB_URL=db_url, HUB_FEEDBACK_SCHEDULE="false", HUB_LOG_LEVEL="warning")
+    if redis_url:
+        env["HUB_REDIS_URL"] = redis_url
+        command = [sys.executable, "-m", "hub.cli", "mllp", "--mllp-port", str(port)]
+    else:
+        command = [sys.executable, "-m", "tests.bench.feed_server", "--db", db_url]
+        command += ["--port", str(port), "--no-worker"] + (["--hl7apy"] if hl7apy else [])
+    intake = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env)
+    worker_command = [sys.executable, "-m", "hub.cli", "worker", "--threads", str(workers)]
+    worker_procs = [
+        subprocess.Popen(
+            [*worker_command, "--no-scheduler"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(processes if redis_url else 1)
+    ]
+    procs = [intake, *worker_procs]
     try:
-        yield FeedServer(port, intake.pid, worker.pid)
+        _wait_listening(intake, port)
+        yield FeedServer(port, intake.pid, [proc.pid for proc in worker_procs])
     finally:
-        for proc in (intake, worker):
+        for proc in procs:
             proc.terminate()
-        for proc in (intake, worker):
+        for proc in procs:
             proc.wait(timeout=60)
+
+
+def _wait_listening(intake: subprocess.Popen[bytes], port: int) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if intake.poll() is not None:
+            sys.exit("the feed intake did not start")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit("the feed intake did not start listening")
 
 
 async def _send(port: int, messages: list[bytes], senders: int, rate: float | None) -> list[float]:
@@ -254,6 +287,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--hl7apy-messages", type=int, default=300)
+    parser.add_argument(
+        "--redis",
+        action="store_true",
+        help="workers on Redis Streams (a throw-away redis-server), `hub mllp` as the intake",
+    )
+    parser.add_argument("--worker-processes", type=int, default=2, help="with --redis")
     args = parser.parse_args()
 
     def bench(url: str) -> dict[str, Any]:
@@ -262,11 +301,16 @@ def main() -> None:
         load_community_resources(engine, demo_community())
         engine.dispose()
         result: dict[str, Any] = {}
-        with feed_server(url, args.workers) as server:
+        with (
+            redis_server(None, args.redis) as redis_url,
+            feed_server(url, args.workers, redis_url=redis_url,
+                        processes=args.worker_processes) as server,
+        ):  # fmt: skip
             asyncio.run(_send(server.port, [oru("W", n) for n in range(50)], 4, None))  # warm-up
             result["throughput"] = _run(url, server, "T", args.messages, args.senders, None)
             steady = int(args.rate * args.seconds)
             result["steady"] = _run(url, server, "S", steady, args.senders, args.rate)
+        # The comparison runs in the default shape (its intake is the benchmark's own).
         with feed_server(url, args.workers, hl7apy=True) as server:
             result["hl7apy"] = _run(url, server, "H", args.hl7apy_messages, args.senders, None)
         rows_per_s, per_message = _copy_rows(url)
@@ -280,8 +324,13 @@ def main() -> None:
         with postgres() as url:
             result = bench(url)
     t, s, h, c = result["throughput"], result["steady"], result["hl7apy"], result["copy"]
-    print(f"ORU^R01 with 5 OBX, {args.senders} MLLP senders, {args.workers} worker threads, "
-          "PostgreSQL fsync on; "
+    workers = (
+        f"{args.worker_processes} worker processes on Redis Streams"
+        if args.redis
+        else "1 worker process polling the inbox"
+    )
+    print(f"ORU^R01 with 5 OBX, {args.senders} MLLP senders, {workers} ({args.workers} threads "
+          "each), PostgreSQL fsync on; "
           f"{c['resources_per_message']:.1f} resources per message")  # fmt: skip
     print(f"{'run':<44}{'msgs/s':>9}{'ACK p50':>10}{'ACK p99':>10}")
     print(f"{'hub, as fast as ACKs allow (end to end)':<44}{t['end_to_end_per_s']:>9.0f}"

@@ -33,7 +33,6 @@ import functools
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,7 +49,7 @@ from sqlalchemy.engine import make_url
 
 from adapters.feeds.config import demo_community
 from adapters.mllp.client import MLLPClient
-from tests.bench.common import free_port, percentile, postgres
+from tests.bench.common import free_port, percentile, postgres, redis_server
 from tests.bench.feeds import cbc_oru, county_pid
 
 REPO = Path(__file__).resolve().parents[2]
@@ -153,28 +152,6 @@ def _wait(ok: Any, what: str, proc: Proc, seconds: float = 120) -> None:
         if proc.popen.poll() is not None or time.monotonic() > deadline:
             sys.exit(f"{proc.name} did not start ({what}); see its log")
         time.sleep(0.2)
-
-
-@contextlib.contextmanager
-def redis_server(url: str | None, enabled: bool) -> Iterator[str | None]:
-    """The given Redis, none, or a throw-away redis-server (no persistence: the store is the
-    record)."""
-    if not enabled or url:
-        yield url if enabled else None
-        return
-    port = free_port()
-    work = Path(tempfile.mkdtemp(prefix="hub-load-redis-"))
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(work)],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 @contextlib.contextmanager
