@@ -109,12 +109,13 @@ def _cpu_of(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _postgres_cpu() -> float:
+def _cpu_by_name(prefix: str) -> float:
+    """CPU seconds of every process whose name starts with ``prefix`` (PostgreSQL's backends)."""
     total = 0.0
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if (entry / "comm").read_text().startswith("postgres"):
+                if (entry / "comm").read_text().startswith(prefix):
                     total += _cpu_of(int(entry.name))
             except OSError:
                 continue
@@ -122,12 +123,14 @@ def _postgres_cpu() -> float:
 
 
 def _cpu(server: FeedServer) -> dict[str, float]:
-    """CPU seconds so far of each part: intake, worker, PostgreSQL, the senders (this one)."""
+    """CPU seconds so far of each part: intake, workers, PostgreSQL, Redis (when used), the
+    senders (this process)."""
     mine = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "intake": _cpu_of(server.intake_pid),
         "worker": sum(_cpu_of(pid) for pid in server.worker_pids),
-        "postgres": _postgres_cpu(),
+        "postgres": _cpu_by_name("postgres"),
+        "redis": _cpu_by_name("redis-server"),
         "senders": mine.ru_utime + mine.ru_stime,
     }
 
