@@ -346,8 +346,9 @@ def main() -> None:
         if args.redis
         else "1 worker process polling the inbox"
     )
-    print(f"ORU^R01 with 5 OBX, {args.senders} MLLP senders, {workers} ({args.workers} threads "
-          "each), PostgreSQL fsync on; "
+    threads = f"{args.workers} thread{'s' if args.workers != 1 else ''}"
+    print(f"ORU^R01 with 5 OBX, {args.senders} MLLP senders, {workers} ({threads} each), "
+          "PostgreSQL fsync on; "
           f"{c['resources_per_message']:.1f} resources per message")  # fmt: skip
     print(f"{'run':<44}{'msgs/s':>9}{'ACK p50':>10}{'ACK p99':>10}")
     print(f"{'hub, as fast as ACKs allow (end to end)':<44}{t['end_to_end_per_s']:>9.0f}"
