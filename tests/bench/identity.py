@@ -73,7 +73,9 @@ def _load(url: str, bundles: list[dict[str, Any]], index: bool) -> float:
     engine = make_engine(url)
     original = interactions.Unit.on
     if not index:
-        interactions.Unit.on = classmethod(lambda cls, conn: cls(conn, Writer(conn)))  # type: ignore[method-assign]
+        interactions.Unit.on = classmethod(  # type: ignore[method-assign]
+            lambda cls, conn, validated=False: cls(conn, Writer(conn), validated)
+        )
     try:
         start = time.perf_counter()
         for n, bundle in enumerate(bundles, start=1):
