@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, Table, insert, select, update
+from sqlalchemy import Engine, Table, insert
 
 from adapters.feeds.config import Community
 from adapters.hl7v2.mapped import Mapped, MappingError
@@ -29,8 +29,9 @@ from hub.queue.intake import inbox_row
 from hub.queue.mapped_check import validated
 from hub.queue.streams import announce_inbox
 from hub.search.values import format_instant
+from hub.store.marks import read_mark, write_mark
 from hub.store.repository import now_micros
-from hub.store.schema import inbox, sql_watermarks
+from hub.store.schema import inbox
 
 log = logging.getLogger("hub.sqlfeed")
 
@@ -51,9 +52,7 @@ def rows_json(rows: list[dict[str, Any]]) -> bytes:
 
 def watermark(engine: Engine, feed: SqlFeed) -> Any | None:
     with engine.connect() as conn:
-        found = conn.execute(
-            select(sql_watermarks.c.last_key).where(sql_watermarks.c.feed_id == feed.id)
-        ).scalar()
+        found = read_mark(conn, feed.id)
     return orjson.loads(found) if found is not None else None
 
 
@@ -83,7 +82,6 @@ def poll_once(
     if not rows:
         return 0
     stored = []
-    now = now_micros()
     for group in group_rows(rows, feed):
         raw = rows_json(group)
         report_no = str(group[0].get(feed.group, ""))
@@ -109,15 +107,7 @@ def poll_once(
         written = conn.execute(
             insert(inbox).returning(inbox.c.id, inbox.c.patient_key, inbox.c.status), stored
         ).all()
-        moved = conn.execute(
-            update(sql_watermarks)
-            .where(sql_watermarks.c.feed_id == feed.id)
-            .values(last_key=last_key, updated_at=now)
-        )
-        if moved.rowcount == 0:
-            conn.execute(
-                insert(sql_watermarks).values(feed_id=feed.id, last_key=last_key, updated_at=now)
-            )
+        write_mark(conn, feed.id, last_key)
     for r in written:  # committed: with Redis, tell a worker
         if r.status == "pending":
             announce_inbox(int(r.id), r.patient_key)

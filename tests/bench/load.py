@@ -1,7 +1,7 @@
 """Load (issue 9, part 5): HL7 v2 over MLLP at a steady rate for minutes, FHIR searches beside.
 
     .venv/bin/python -m tests.bench.load [--minutes 10] [--rate 200] [--senders 8]
-        [--workers 2] [--threads 2] [--search-clients 3] [--think 0.2] [--patients 20000]
+        [--workers 2] [--threads 1] [--search-clients 3] [--think 0.2] [--patients 20000]
         [--db URL] [--redis URL | --no-redis] [--drain-minutes 30]
 
 The production shape, each part a process of its own: ``hub mllp`` (intake), ``hub worker``
@@ -504,7 +504,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--senders", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2, help="hub worker processes")
-    parser.add_argument("--threads", type=int, default=2, help="threads per worker")
+    parser.add_argument("--threads", type=int, default=1, help="threads per worker (as compose)")
     parser.add_argument("--search-clients", type=int, default=3)
     parser.add_argument("--think", type=float, default=0.2, help="seconds between searches")
     parser.add_argument("--patients", type=int, default=20000)

@@ -136,11 +136,7 @@ def remark_if_changed(engine: Engine) -> int | None:
 
     The api, mllp and worker processes start together and each calls this: on PostgreSQL a
     session advisory lock lets one re-judge while the others wait, then find the digest kept."""
-    from sqlalchemy.dialects.postgresql import insert as pg_insert
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    from hub.store.repository import now_micros
-    from hub.store.schema import sql_watermarks
+    from hub.store.marks import read_mark, write_mark
 
     digest = certifications_digest(load_catalogue())
     # SQLite's hub is one process: a thread lock serialises it; PostgreSQL's span processes.
@@ -150,21 +146,13 @@ def remark_if_changed(engine: Engine) -> int | None:
             guard.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _REMARK_LOCK})
             guard.commit()
         try:
-            stored = guard.execute(
-                select(sql_watermarks.c.last_key).where(sql_watermarks.c.feed_id == _STATE_KEY)
-            ).scalar()
+            stored = read_mark(guard, _STATE_KEY)
             guard.rollback()
             if stored == digest:
                 return None
             changed = remark(engine)
-            values = {"last_key": digest, "updated_at": now_micros()}
-            insert = (pg_insert if postgres else sqlite_insert)(sql_watermarks)
             with engine.begin() as conn:
-                conn.execute(
-                    insert.values(feed_id=_STATE_KEY, **values).on_conflict_do_update(
-                        index_elements=[sql_watermarks.c.feed_id], set_=values
-                    )
-                )
+                write_mark(conn, _STATE_KEY, digest)
             return changed
         finally:
             if postgres:
