@@ -17,7 +17,7 @@ from hub.fhir.errors import InvalidSearch
 from hub.search.criteria import Criteria, index_table
 from hub.search.definitions import get_param
 from hub.search.includes import collect_includes
-from hub.search.sql import Aliases, Sql, and_, execute, join, or_, sql
+from hub.search.sql import TRUE, Aliases, Sql, and_, execute, join, or_, sql
 from hub.security.checks import hides_sensitive
 from hub.security.rules import rules
 from hub.services.identity.model import MASTER_PREFIX, PATIENT_INDEX
@@ -154,51 +154,48 @@ def match_identifiers(
     conditions answered in one query (a feed message's conditional writes, say)."""
     found: dict[tuple[str, str, str], list[tuple[int, str]]] = {key: [] for key in wanted}
     unique = list(found)
+    if not unique:
+        return found
     if conn.dialect.name == "postgresql":
         # The wanted identifiers as arrays joined to the index: a nested loop of index
         # probes.  As an OR of 200 conditions the planner spent ~30 ms on each Bundle group.
+        wanted_rows = Sql(
+            "unnest(CAST(? AS text[]), CAST(? AS text[]), CAST(? AS text[])) "
+            "AS w(res_type, system, code) JOIN idx_token t ON t.res_type = w.res_type "
+            "AND t.code = w.code AND t.system = w.system",
+            tuple(list(column) for column in zip(*unique, strict=True)),
+        )
+        queries = [_identifier_query(wanted_rows, TRUE)]
+    else:
         queries = [
-            Sql(
-                "SELECT t.res_type, t.system, t.code, r.rid, r.res_id "
-                "FROM unnest(CAST(? AS text[]), CAST(? AS text[]), CAST(? AS text[])) "
-                "AS w(res_type, system, code) "
-                "JOIN idx_token t ON t.res_type = w.res_type AND t.param = 'identifier' "
-                "AND t.code = w.code AND t.system = w.system "
-                "JOIN resources r ON r.rid = t.rid "
-                "WHERE NOT r.deleted AND r.res_id NOT LIKE ?",
-                (
-                    [rt for rt, _, _ in unique],
-                    [sy for _, sy, _ in unique],
-                    [v for _, _, v in unique],
-                    MASTER_PREFIX + "%",
+            _identifier_query(
+                Sql("idx_token t"),
+                or_(
+                    *(
+                        sql("t.res_type = ? AND t.code = ? AND t.system = ?", rt, v, sy)
+                        for rt, sy, v in unique[start : start + 200]
+                    )
                 ),
             )
+            for start in range(0, len(unique), 200)
         ]
-    else:
-        queries = []
-        for start in range(0, len(unique), 200):
-            chunk = unique[start : start + 200]
-            tests = or_(
-                *(
-                    sql("t.res_type = ? AND t.code = ? AND t.system = ?", rt, v, sy)
-                    for rt, sy, v in chunk
-                )
-            )
-            queries.append(
-                Sql(
-                    "SELECT t.res_type, t.system, t.code, r.rid, r.res_id FROM idx_token t "
-                    "JOIN resources r ON r.rid = t.rid "
-                    "WHERE t.param = 'identifier' AND NOT r.deleted AND r.res_id NOT LIKE ? "
-                    f"AND {tests.text}",
-                    (MASTER_PREFIX + "%", *tests.params),
-                )
-            )
     for query in queries:
         for res_type, system, code, rid, res_id in execute(conn, query):
             matches = found.get((res_type, system, code))
             if matches is not None and (rid, res_id) not in matches:
                 matches.append((rid, res_id))
     return found
+
+
+def _identifier_query(tokens: Sql, tests: Sql) -> Sql:
+    """Live resources (not master records) whose identifier tokens in ``tokens`` (aliased t)
+    pass ``tests``."""
+    return Sql(
+        f"SELECT t.res_type, t.system, t.code, r.rid, r.res_id FROM {tokens.text} "
+        "JOIN resources r ON r.rid = t.rid "
+        f"WHERE t.param = 'identifier' AND NOT r.deleted AND r.res_id NOT LIKE ? AND {tests.text}",
+        (*tokens.params, MASTER_PREFIX + "%", *tests.params),
+    )
 
 
 def _sorts(res_type: str | None, spec: str) -> list[_Sort]:

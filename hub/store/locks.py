@@ -32,24 +32,23 @@ def _key_to_bigint(key: str) -> int:
 
 def lock_keys(conn: Connection, keys: Iterable[str]) -> None:
     """Take transaction-scoped locks on all keys, in a fixed order so waiters never deadlock."""
-    if conn.dialect.name != "postgresql":
-        return
-    numbers = sorted({_key_to_bigint(k) for k in keys})
-    if len(numbers) == 1:
-        conn.execute(_LOCK_ONE, {"k": numbers[0]})
-    elif numbers:
-        # One round trip for all keys; the inner ORDER BY fixes the order they are taken in.
-        conn.execute(_LOCK_MANY, {"keys": numbers})
+    taking = lock_statement(conn, keys)
+    if taking is not None:
+        conn.execute(*taking)
 
 
 def lock_statement(conn: Connection, keys: Iterable[str]) -> tuple[TextClause, dict] | None:
-    """The statement and parameters that take these locks, to run in a pipeline before the
-    statement that needs them (hub.store.bulk.run_pipelined); None when there is nothing
-    to lock or the database is not PostgreSQL."""
-    numbers = sorted({_key_to_bigint(k) for k in keys})
-    if conn.dialect.name != "postgresql" or not numbers:
+    """The statement and parameters that take these locks (``lock_keys`` runs it; a caller
+    may run it in a pipeline before the statement that needs them, see
+    hub.store.bulk.run_pipelined); None when there is nothing to lock or the database is not
+    PostgreSQL."""
+    if conn.dialect.name != "postgresql":
         return None
-    return _LOCK_MANY, {"keys": numbers}
+    numbers = sorted({_key_to_bigint(k) for k in keys})
+    if len(numbers) == 1:
+        return _LOCK_ONE, {"k": numbers[0]}
+    # One round trip for all keys; the inner ORDER BY fixes the order they are taken in.
+    return (_LOCK_MANY, {"keys": numbers}) if numbers else None
 
 
 _LOCK_ONE = text("SELECT pg_advisory_xact_lock(:k)")

@@ -14,8 +14,9 @@ from hub.feeds.service import FeedService
 from hub.queue.intake import inbox_row, read_and_map
 from hub.queue.mapped_check import is_validated
 from hub.queue.worker import drain
-from hub.store.schema import inbox, resources
+from hub.store.schema import inbox
 from tests.feeds.helpers import ack_of, inbox_rows, send_all
+from tests.store_counts import live_count
 
 HEADER = "MSH|^~\\&|LIS|XJYZX|YGT_HUB|YGT|20261023083000+0800||ORU^R01^ORU_R01|{cid}|P|2.5.1"
 
@@ -28,15 +29,6 @@ def _oru(cid: str, obx_code: str) -> bytes:
         "|||||||||||||||20261023083000|||F\r"
         f"OBX|1|NM|{obx_code}^白细胞计数^L||6.1|10*9/L|3.5-9.5|N|||F\r"
     ).encode()
-
-
-def _count(engine: sa.Engine, res_type: str) -> int:
-    with engine.connect() as conn:
-        return int(
-            conn.execute(
-                sa.select(sa.func.count()).where(resources.c.res_type == res_type)
-            ).scalar_one()
-        )
 
 
 def test_a_resource_fhir_refuses_is_answered_ae_naming_its_segment_and_kept(
@@ -54,7 +46,7 @@ def test_a_resource_fhir_refuses_is_answered_ae_naming_its_segment_and_kept(
     assert "Observation.code.coding[0].code" in row.error
     assert row.raw == _oru("MV1", "W  BC")
     assert drain(engine) == {}
-    assert _count(engine, "Observation") == 0
+    assert live_count(engine, "Observation") == 0
 
 
 def test_an_accepted_bundle_is_tagged_and_applied(feeds: FeedService, engine: sa.Engine) -> None:
@@ -63,7 +55,7 @@ def test_an_accepted_bundle_is_tagged_and_applied(feeds: FeedService, engine: sa
     [row] = inbox_rows(engine)
     assert is_validated(orjson.loads(row.bundle))
     assert drain(engine) == {"applied": 1}
-    assert _count(engine, "Observation") == 1
+    assert live_count(engine, "Observation") == 1
 
 
 def test_an_untagged_bundle_is_still_validated_by_the_worker(
@@ -93,4 +85,4 @@ def test_an_untagged_bundle_is_still_validated_by_the_worker(
     assert drain(engine) == {"failed": 1}
     [stored] = inbox_rows(engine)
     assert "resource.code.coding[0].code" in stored.error
-    assert _count(engine, "Observation") == 0
+    assert live_count(engine, "Observation") == 0

@@ -22,6 +22,7 @@ from hub.security.patient_data import patient_data_types, patients_of
 from hub.services import audit_trail
 from hub.services.export.runner import run_pending
 from tests.conftest import mint_token
+from tests.store_counts import live_count
 
 FHIR = {"Content-Type": "application/fhir+json"}
 LAB_SCOPES = "system/*.rs system/Observation.cruds system/DiagnosticReport.cruds"
@@ -80,13 +81,6 @@ def _role(event: dict[str, Any], role: str) -> list[dict[str, Any]]:
 def _client_agent(event: dict[str, Any]) -> dict[str, Any]:
     [agent] = [a for a in event["agent"] if a["requestor"]]
     return dict(agent)
-
-
-def _count(engine: sa.Engine, res_type: str) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(sa.text(
-            "SELECT count(*) FROM resources WHERE res_type = :t AND NOT deleted"), {"t": res_type}
-        ).scalar_one())  # fmt: skip
 
 
 # --- reads and searches --------------------------------------------------------------------
@@ -188,12 +182,12 @@ def test_a_read_that_fails_on_the_hubs_side_is_recorded_as_a_serious_failure(
 def test_the_office_reading_the_trail_and_non_patient_data_leave_no_event(
     app: FastAPI, client: TestClient, engine: sa.Engine, people: None
 ) -> None:
-    before = _count(engine, "AuditEvent")
+    before = live_count(engine, "AuditEvent")
     _events(client)
     _put(client, {"resourceType": "Organization", "id": "XJYZX", "name": "县临床检验中心"})
     assert client.get("/fhir/Organization/XJYZX").status_code == 200
     assert client.get("/fhir/metadata").status_code == 200
-    assert _count(engine, "AuditEvent") == before
+    assert live_count(engine, "AuditEvent") == before
     # A member reading the trail is an access to the patients it names.
     assert _member(app).get("/fhir/AuditEvent", params={"patient": "Patient/p1"}).status_code == 200
     [event] = _events(client, agent="Organization/XJYZX")
@@ -388,7 +382,7 @@ def test_a_write_fails_and_leaves_nothing_when_its_event_cannot_be_written(
     app: FastAPI, client: TestClient, engine: sa.Engine, people: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    observations, audits = _count(engine, "Observation"), _count(engine, "AuditEvent")
+    observations, audits = live_count(engine, "Observation"), live_count(engine, "AuditEvent")
     monkeypatch.setattr(audit_trail, "store_event", _failing)
     lab = _member(app, raise_errors=False)
     res = lab.post("/fhir/Observation", content=orjson.dumps(_observation("n", "p1")))
@@ -397,8 +391,8 @@ def test_a_write_fails_and_leaves_nothing_when_its_event_cannot_be_written(
         {"resource": _observation("t1", "p2"), "request": {"method": "PUT",
                                                            "url": "Observation/t1"}}]}  # fmt: skip
     assert lab.post("/fhir", content=orjson.dumps(bundle)).status_code == 500
-    assert _count(engine, "Observation") == observations
-    assert _count(engine, "AuditEvent") == audits
+    assert live_count(engine, "Observation") == observations
+    assert live_count(engine, "AuditEvent") == audits
 
 
 def test_a_refused_login_is_not_hidden_when_its_event_cannot_be_written(

@@ -27,10 +27,10 @@ and the rules decide once: an order's destination does not move when the rules d
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import orjson
@@ -240,7 +240,7 @@ class OrderRouter:
         if kind == "DiagnosticReport" and results.based_on(resource):
             assert self.rules is not None
             resource = results.reattach(
-                writer, resource, self.community, self.rules.centres, self._routed_of(writer)
+                writer, resource, self.community, self.rules.centres, partial(self._routed, writer)
             )
             self._reports.append((res_id, resource))
         elif kind == "Task" and _is_routing_task(resource):
@@ -259,19 +259,17 @@ class OrderRouter:
         for order in orders:
             self._settle(writer, order)
         for res_id, report in reports:
-            results.report_written(writer, res_id, report, self.community, self._routed_of(writer))
+            results.report_written(
+                writer, res_id, report, self.community, partial(self._routed, writer)
+            )
 
-    def _routed_of(self, writer: Writer) -> Callable[[str], Routed | None]:
+    def _routed(self, writer: Writer, request_id: str) -> Routed | None:
         """An order's routed_orders row (locked), by the ServiceRequest's id.  An order this
         unit created and has not routed has none, and the store is not asked: most results
         arrive with a new order of their own (the lab centre's report of a ward's order)."""
-
-        def routed_of(request_id: str) -> Routed | None:
-            if writer.fresh("ServiceRequest", request_id) and request_id not in self._routed_here:
-                return None
-            return load(writer.conn, request_id=request_id)
-
-        return routed_of
+        if writer.fresh("ServiceRequest", request_id) and request_id not in self._routed_here:
+            return None
+        return load(writer.conn, request_id=request_id)
 
     # -- orders --
 
@@ -283,7 +281,7 @@ class OrderRouter:
         changed = False
         if request.get("status") == "active":
             facts = order_facts(request, self.community, self.catalogue)
-            routed = self._routed_of(writer)(res_id) if facts is not None else None
+            routed = self._routed(writer, res_id) if facts is not None else None
             if routed is not None:
                 destination = routed.destination
                 before = _stored(self.conn, res_id)
@@ -303,7 +301,7 @@ class OrderRouter:
 
     def _settle(self, writer: Writer, order: _Order) -> None:
         status = order.request.get("status")
-        routed = self._routed_of(writer)(order.res_id)
+        routed = self._routed(writer, order.res_id)
         if status == "active" and routed is None and order.decision is not None:
             assert order.facts is not None
             self._route(writer, order)
