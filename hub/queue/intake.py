@@ -34,6 +34,7 @@ from adapters.hl7v2.text import CHARSETS, msh_fields
 from adapters.logsafe import describe
 from hub.ops import metrics
 from hub.ops.logs import bind, correlated, hl7_correlation_id, safe_id
+from hub.queue.inbox_batch import batcher_for
 from hub.queue.mapped_check import validated
 from hub.queue.streams import announce_inbox
 from hub.search.values import format_instant
@@ -145,13 +146,11 @@ _INSERT = insert(inbox).returning(inbox.c.id)
 
 
 def _store(engine: Engine, row: dict[str, Any]) -> int:
-    """Insert the row, committed (durably) when this returns."""
+    """Insert the row, committed (durably) when this returns; IntegrityError when its sender
+    and control id were accepted already."""
     if engine.dialect.name == "postgresql":
-        # One statement needs no transaction of its own: in autocommit it is one round trip
-        # instead of three (BEGIN, INSERT, COMMIT), committed when it returns.
-        with engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT")
-            return int(conn.execute(_INSERT, row).scalar_one())
+        # Rows of messages arriving together share one commit (hub.queue.inbox_batch).
+        return batcher_for(engine).store(row)
     with engine.begin() as conn:
         return int(conn.execute(_INSERT, row).scalar_one())
 

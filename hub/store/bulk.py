@@ -6,7 +6,8 @@ COPY moves them several times faster than multi-row INSERT, inside the same tran
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -103,22 +104,69 @@ def run_pipelined(conn: Connection, steps: Sequence[tuple[ClauseElement, Params]
     constructs built once (their compiled form is cached); driver errors are raised as
     SQLAlchemy's, so a deadlock is retried like any other.
     """
-    driver = conn.connection.driver_connection
-    assert isinstance(driver, psycopg.Connection)
+    driver = _driver(conn)
     compiled = []
     for statement, params in steps:
         first = params[0] if isinstance(params, list) else params
         compiled.append((_compiled(statement, conn.dialect, tuple(sorted(first))), params))
+    with (
+        _as_sqlalchemy_errors(compiled[-1][0].string),
+        driver.cursor(row_factory=namedtuple_row) as cur,
+    ):
+        with driver.pipeline():
+            for done, params in compiled:
+                if isinstance(params, list):
+                    cur.executemany(done.string, [done.construct_params(p) for p in params])
+                else:
+                    cur.execute(done.string, done.construct_params(params))
+        # Synced: the cursor now holds the last statement's result (its description is
+        # unknown until then).
+        return list(cur.fetchall()) if cur.description is not None else []
+
+
+def insert_each_returning(
+    conn: Connection, statement: ClauseElement, rows: Sequence[dict[str, Any]]
+) -> list[Any]:
+    """An INSERT ... RETURNING run once per row (all rows with the same keys) and committed,
+    all in one round trip: BEGIN, the INSERTs and COMMIT go down one pipeline.  ``conn`` is
+    in autocommit.  Each row's first returned row, or None where it inserted nothing (ON
+    CONFLICT DO NOTHING); unlike a multi-row VALUES, the answers cannot be told apart wrongly.
+    A failure rolls every row back."""
+    done = _compiled(statement, conn.dialect, tuple(sorted(rows[0])))
+    driver = _driver(conn)
+    out: list[Any] = []
     try:
-        with driver.cursor(row_factory=namedtuple_row) as cur:
+        with _as_sqlalchemy_errors(done.string), driver.cursor() as cur, driver.cursor() as tx:
             with driver.pipeline():
-                for done, params in compiled:
-                    if isinstance(params, list):
-                        cur.executemany(done.string, [done.construct_params(p) for p in params])
-                    else:
-                        cur.execute(done.string, done.construct_params(params))
-            # Synced: the cursor now holds the last statement's result (its description is
-            # unknown until then).
-            return list(cur.fetchall()) if cur.description is not None else []
+                tx.execute("BEGIN")
+                cur.executemany(
+                    done.string, [done.construct_params(r) for r in rows], returning=True
+                )
+                tx.execute("COMMIT")
+            while True:
+                out.append(cur.fetchone())
+                if not cur.nextset():
+                    break
+    except BaseException:
+        # A failed INSERT leaves the block open (and aborted): end it before the connection
+        # goes back to the pool.
+        if driver.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            driver.execute("ROLLBACK")
+        raise
+    return out
+
+
+def _driver(conn: Connection) -> psycopg.Connection[Any]:
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    return driver
+
+
+@contextmanager
+def _as_sqlalchemy_errors(statement: str) -> Iterator[None]:
+    """Driver errors raised as SQLAlchemy's, so callers (deadlock retries, unique-key
+    handling) treat them as they treat any statement's."""
+    try:
+        yield
     except psycopg.Error as exc:
-        raise DBAPIError.instance(compiled[-1][0].string, None, exc, psycopg.Error) from exc
+        raise DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
