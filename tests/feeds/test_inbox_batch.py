@@ -133,3 +133,24 @@ def test_an_unreachable_store_fails_each_row_and_blocks_no_later_one() -> None:
             batcher.store(_row(f"D{n}"))
     assert batcher.batches == 0
 
+
+@pytest.mark.usefixtures("postgresql")
+def test_inbox_rows_are_compressed_with_lz4(engine: sa.Engine) -> None:
+    """Migration 0015: the raw message and the ~11 KB Bundle of every row are compressed on
+    write and read back by every worker; lz4 where the server has it."""
+    with engine.connect() as conn:
+        has_lz4 = conn.execute(
+            sa.text(
+                "SELECT 'lz4' = ANY(enumvals) FROM pg_settings "
+                "WHERE name = 'default_toast_compression'"
+            )
+        ).scalar()
+        methods = dict(
+            conn.execute(
+                sa.text(
+                    "SELECT attname, attcompression FROM pg_attribute "
+                    "WHERE attrelid = 'inbox'::regclass AND attname IN ('raw', 'bundle')"
+                )
+            ).all()
+        )
+    assert methods == ({"raw": "l", "bundle": "l"} if has_lz4 else {"raw": "", "bundle": ""})
