@@ -27,8 +27,15 @@ def profiles_dir() -> Path:
     install); else ./profiles (an installed package run from /app, as in the image)."""
     if configured := os.environ.get("HUB_PROFILES"):
         return Path(configured)
+    return _default_profiles_dir(os.getcwd())
+
+
+@cache
+def _default_profiles_dir(cwd: str) -> Path:
+    # Every unit of work's services ask (their rules files): resolving the path and asking
+    # the file system each time cost ~0.2 ms a transaction.
     beside = Path(__file__).resolve().parents[2] / "profiles"
-    return beside if beside.is_dir() else Path.cwd() / "profiles"
+    return beside if beside.is_dir() else Path(cwd) / "profiles"
 
 
 PROFILES = profiles_dir()
