@@ -123,10 +123,14 @@ def _apply(engine: Engine, ids: list[int], bundles: list[dict[str, Any]]) -> Non
                 attempts=inbox.c.attempts + 1,
                 error=None,
             )
-        )
-        if done.rowcount != len(ids):
+            .returning(inbox.c.id, inbox.c.reply_to)
+        ).all()
+        if len(done) != len(ids):
             raise _AlreadyApplied
-        queue_application_acks(conn, ids, "AA")
+        # Only senders in enhanced mode are sent an application ACK: most batches need no
+        # second look at their rows.
+        if wanting := [row.id for row in done if row.reply_to is not None]:
+            queue_application_acks(conn, wanting, "AA")
 
     process_bundle(
         engine,
