@@ -89,6 +89,12 @@ def _dedupe(items: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
+# pypinyin takes ~20 us a call and most of a feed's new patients have a surname, and given
+# characters, seen before: readings are kept per character, the usual reading of a given
+# name per name (it depends on the neighbouring character).
+
+
+@lru_cache(maxsize=8192)
 def _char_readings(char: str, primary: str) -> tuple[str, ...]:
     others = pinyin(char, style=Style.NORMAL, heteronym=True, errors="default")[0]
     readings = [form for reading in (primary, *others) for form in _u_forms(reading)]
@@ -99,6 +105,14 @@ def _hanzi_options(hanzi: str) -> list[tuple[str, ...]]:
     """Per position (the surname first, then each given character) the readings to try,
     the usual one first."""
     surname, given = split_surname(hanzi)
+    options = [_surname_options(surname)]
+    for char, primary in zip(given, _usual_readings(given), strict=True):
+        options.append(_char_readings(char, primary))
+    return options
+
+
+@lru_cache(maxsize=4096)
+def _surname_options(surname: str) -> tuple[str, ...]:
     special = [r.replace(" ", "") for r in SURNAME_READINGS.get(surname, ())]
     usual = "".join(lazy_pinyin(surname, style=Style.NORMAL))
     if len(surname) == 1:
@@ -106,11 +120,12 @@ def _hanzi_options(hanzi: str) -> list[tuple[str, ...]]:
         surname_options = _dedupe([f for r in (*special, usual, *others) for f in _u_forms(r)])
     else:
         surname_options = _dedupe([f for r in (*special, usual) for f in _u_forms(r)])
-    options = [surname_options[: _MAX_READINGS + 1]]
-    primaries = lazy_pinyin(given, style=Style.NORMAL)
-    for char, primary in zip(given, primaries, strict=True):
-        options.append(_char_readings(char, primary))
-    return options
+    return surname_options[: _MAX_READINGS + 1]
+
+
+@lru_cache(maxsize=65536)
+def _usual_readings(text: str) -> tuple[str, ...]:
+    return tuple(lazy_pinyin(text, style=Style.NORMAL))
 
 
 def _combine(options: list[tuple[str, ...]], cap: int) -> list[str]:
@@ -185,8 +200,8 @@ def name_key(text: str) -> str | None:
     if hanzi:
         surname, given = split_surname(hanzi)
         special = SURNAME_READINGS.get(surname)
-        head = special[0].split() if special else lazy_pinyin(surname, style=Style.NORMAL)
-        syllables = [*head, *lazy_pinyin(given, style=Style.NORMAL)]
+        head = special[0].split() if special else _usual_readings(surname)
+        syllables = [*head, *_usual_readings(given)]
     else:
         syllables = []
         for word in _latin_words(text):
