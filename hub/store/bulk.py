@@ -7,7 +7,7 @@ COPY moves them several times faster than multi-row INSERT, inside the same tran
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import lru_cache
 from typing import Any
 
@@ -149,9 +149,11 @@ def insert_each_returning(
                     break
     except BaseException:
         # A failed INSERT leaves the block open (and aborted): end it before the connection
-        # goes back to the pool.
-        if driver.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            driver.execute("ROLLBACK")
+        # goes back to the pool.  A broken connection is discarded by the pool instead.
+        open_states = (psycopg.pq.TransactionStatus.INTRANS, psycopg.pq.TransactionStatus.INERROR)
+        if driver.info.transaction_status in open_states:
+            with suppress(psycopg.Error):
+                driver.execute("ROLLBACK")
         raise
     return out
 
