@@ -15,7 +15,7 @@ import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-from hub.fhir import element_memo
+from hub.fhir import element_memo, null_check
 from hub.fhir.errors import BadRequest, Issue, Unprocessable
 
 # The resource types the hub serves (issue 2); CapabilityStatement lists exactly these.
@@ -169,6 +169,7 @@ def check_id(res_id: str) -> None:
 @cache
 def _model(res_type: str) -> Any:
     element_memo.install()
+    null_check.install()
     return get_fhir_model_class(res_type)
 
 
