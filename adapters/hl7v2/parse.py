@@ -64,15 +64,35 @@ class Segment:
 
     def value(self, n: int, component: int = 1, sub: int = 1, rep: int = 0) -> str:
         """One decoded leaf value (1-based component and subcomponent), '' when absent."""
-        if self.name == "MSH" and n <= 2:
-            return self.raw(n)
-        comps = self.components(n, rep)
-        if component > len(comps):
+        # The mappers read ~200 leaves a message: each split only when its delimiter occurs.
+        raw = self.fields[n] if n < len(self.fields) else ""
+        if not raw:
             return ""
-        subs = comps[component - 1].split(self.delimiters.subcomponent)
-        if sub > len(subs):
+        if n <= 2 and self.name == "MSH":
+            return raw
+        d = self.delimiters
+        if d.repetition in raw:
+            reps = raw.split(d.repetition)
+            if rep >= len(reps):
+                return ""
+            raw = reps[rep]
+        elif rep:
             return ""
-        return unescape(subs[sub - 1], self.delimiters)
+        if d.component in raw:
+            comps = raw.split(d.component)
+            if component > len(comps):
+                return ""
+            raw = comps[component - 1]
+        elif component != 1:
+            return ""
+        if d.subcomponent in raw:
+            subs = raw.split(d.subcomponent)
+            if sub > len(subs):
+                return ""
+            raw = subs[sub - 1]
+        elif sub != 1:
+            return ""
+        return unescape(raw, d)
 
 
 @dataclass
