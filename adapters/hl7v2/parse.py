@@ -71,28 +71,22 @@ class Segment:
         if n <= 2 and self.name == "MSH":
             return raw
         d = self.delimiters
-        if d.repetition in raw:
-            reps = raw.split(d.repetition)
-            if rep >= len(reps):
+        for separator, index in ((d.repetition, rep), (d.component, component - 1),
+                                 (d.subcomponent, sub - 1)):  # fmt: skip
+            part = _part(raw, separator, index)
+            if part is None:
                 return ""
-            raw = reps[rep]
-        elif rep:
-            return ""
-        if d.component in raw:
-            comps = raw.split(d.component)
-            if component > len(comps):
-                return ""
-            raw = comps[component - 1]
-        elif component != 1:
-            return ""
-        if d.subcomponent in raw:
-            subs = raw.split(d.subcomponent)
-            if sub > len(subs):
-                return ""
-            raw = subs[sub - 1]
-        elif sub != 1:
-            return ""
+            raw = part
         return unescape(raw, d)
+
+
+def _part(text: str, separator: str, index: int) -> str | None:
+    """The index-th part of ``text`` cut at ``separator``, None when it has none; split only
+    when the separator occurs (most fields hold one plain value)."""
+    if separator in text:
+        parts = text.split(separator)
+        return parts[index] if index < len(parts) else None
+    return text if index == 0 else None
 
 
 @dataclass

@@ -22,10 +22,13 @@ from typing import Any
 
 _lock = threading.Lock()
 _installed = False
-# What the replaced function must look like: its parameters and the names it uses.
+# What the replaced function must look like: its parameters, and the module globals it and
+# its replacement use.
 _EXPECTED_PARAMETERS = ("cls", "data")
-_EXPECTED_NAMES = {"model_fields", "is_list_type", "is_primitive_type", "ValidationError"}
-_CACHE_NAME = "_HUB_NULL_CHECKED_FIELDS"
+_GLOBALS = frozenset(
+    {"is_list_type", "is_primitive_type", "PydanticCustomError", "ValidationError"}
+)
+_CACHE_NAME = "_HUB_NULL_CHECKED_FIELDS"  # the global the replacement keeps its fields in
 original: Any = None  # the untouched validator, kept for the tests' comparison
 
 
@@ -83,11 +86,8 @@ def install() -> bool:
             code is None
             or code.co_varnames[: code.co_argcount] != _EXPECTED_PARAMETERS
             or code.co_freevars
-            or not set(code.co_names) >= _EXPECTED_NAMES
-            or any(
-                name not in vars(fhirabstractmodel)
-                for name in ("is_list_type", "is_primitive_type", "PydanticCustomError")
-            )
+            or not set(code.co_names) >= _GLOBALS | {"model_fields"}
+            or not vars(fhirabstractmodel).keys() >= _GLOBALS
         ):
             return False
         original = types.FunctionType(code, function.__globals__, function.__name__)

@@ -181,21 +181,19 @@ def identifier_queries(dialect: str, wanted: list[tuple[str, str, str]]) -> list
             "OFFSET 0) t",
             tuple(list(column) for column in zip(*wanted, strict=True)),
         )
-        queries = [_identifier_query(wanted_rows, TRUE)]
-    else:
-        queries = [
-            _identifier_query(
-                Sql("idx_token t"),
-                or_(
-                    *(
-                        sql("t.res_type = ? AND t.code = ? AND t.system = ?", rt, v, sy)
-                        for rt, sy, v in wanted[start : start + 200]
-                    )
-                ),
-            )
-            for start in range(0, len(wanted), 200)
-        ]
-    return queries
+        return [_identifier_query(wanted_rows, TRUE)]
+    return [
+        _identifier_query(
+            Sql("idx_token t"),
+            or_(
+                *(
+                    sql("t.res_type = ? AND t.code = ? AND t.system = ?", rt, v, sy)
+                    for rt, sy, v in wanted[start : start + 200]
+                )
+            ),
+        )
+        for start in range(0, len(wanted), 200)
+    ]
 
 
 def _identifier_query(tokens: Sql, tests: Sql) -> Sql:

@@ -199,12 +199,12 @@ def keyed_and_blocked(
         )
     params.update(_keys_params(feats.keys), exclude=exclude, limit=limit)
     query = _keyed_and_blocked_query(len(feats.keys), shape)
-    taking = lock_statement(conn, lock)
-    if taking is not None:
-        rows: Iterable[Any] = run_pipelined(conn, [taking, (query, params)])
-    else:
-        lock_keys(conn, lock)
-        rows = conn.execute(query, params)
+    taking = lock_statement(conn, lock)  # None: nothing to lock, or not PostgreSQL
+    rows: Iterable[Any] = (
+        run_pipelined(conn, [taking, (query, params)])
+        if taking is not None
+        else conn.execute(query, params)
+    )
     out: tuple[list[IndexRow], list[IndexRow]] = ([], [])
     for r in rows:
         out[0 if r.keyed else 1].append(_row(r))
