@@ -15,7 +15,7 @@ import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-from hub.fhir import element_memo, null_check
+from hub.fhir import element_memo, null_check, shape_memo
 from hub.fhir.errors import BadRequest, Issue, Unprocessable
 
 # The resource types the hub serves (issue 2); CapabilityStatement lists exactly these.
@@ -223,7 +223,7 @@ def validate_resource(
                 code="code-invalid",
                 expression=[f"{res_type}.{element}"],
             )
-    if not model:
+    if not model or shape_memo.valid(res_type, data):
         return data
     try:
         with element_memo.validating():
@@ -241,6 +241,8 @@ def validate_resource(
         raise Unprocessable(
             f"{res_type} is not valid: {issues[0].diagnostics}", issues=issues
         ) from exc
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, AttributeError) as exc:
+        # AttributeError: some fhir_core validators assume a string (a url given as a number)
         raise Unprocessable(f"{res_type} is not valid: {exc}") from exc
+    shape_memo.learn(res_type, data, _model(res_type))
     return data
