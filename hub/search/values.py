@@ -55,8 +55,14 @@ def from_micros(micros: int) -> datetime:
 
 def format_instant(micros: int) -> str:
     """FHIR instant text (UTC, millisecond precision is what clients expect)."""
-    moment = from_micros(micros)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    seconds, fraction = divmod(micros, 1_000_000)
+    return f"{_second_text(seconds)}{fraction // 1000:03d}Z"
+
+
+@lru_cache(maxsize=64)
+def _second_text(seconds: int) -> str:
+    # A transaction stamps all its resources in the same second: format it once.
+    return from_micros(seconds * 1_000_000).strftime("%Y-%m-%dT%H:%M:%S.")
 
 
 def _add_months(moment: datetime, months: int) -> datetime:
