@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.services.identity.features import INVALID_IDENTIFIER, features, phone_digits
+from hub.services.identity.features import INVALID_IDENTIFIER, Features, features, phone_digits
 from hub.services.identity.rules import load_rules
 
 RULES = load_rules()
@@ -145,3 +145,27 @@ def test_an_empty_patient_has_no_features() -> None:
     feats = features({"resourceType": "Patient"}, RULES)
     assert feats.keys == {} and feats.name is None and feats.pinyin == frozenset()
     assert feats.phones == frozenset() and feats.address is None and feats.birth_date is None
+
+
+def test_stored_features_text_does_not_change() -> None:
+    """Stored records' digests are hashes of this text: a change would rewrite every master."""
+    from hub.services.identity.index_store import features_json
+
+    feats = Features(
+        keys={"resident-id": "110101196003020011", "mrn": "XRMYY|M1"},
+        invalid_ids=("bad",),
+        name="张三",
+        pinyin=frozenset({"zhang san", "zhangsan"}),
+        name_key="zhangsan",
+        gender="male",
+        birth_date="1960-03-02",
+        phones=frozenset({"13900000002", "13900000001"}),
+        division="330100",
+    )
+    assert features_json(feats) == (
+        '{"address":null,"birth_date":"1960-03-02","division":"330100","gender":"male",'
+        '"id_birth_date":null,"id_gender":null,"invalid_ids":["bad"],'
+        '"keys":{"mrn":"XRMYY|M1","resident-id":"110101196003020011"},"name":"张三",'
+        '"name_key":"zhangsan","phones":["13900000001","13900000002"],'
+        '"pinyin":["zhang san","zhangsan"]}'
+    )
