@@ -363,7 +363,14 @@ class Criteria:
             raise InvalidSearch(f":missing takes true or false, not {value!r}", code="value")
         if param.type in ("composite", "special"):
             raise InvalidSearch(f":missing is not supported on {param.code!r}")
-        present = in_(f"{rows}.rid", self._base(index_table(param.type), param.code))
+        # Per resource, through the rid index: every index table has (rid, param), and the
+        # reference table has no index led by (res_type, param).
+        m = self.aliases.next("m")
+        present = Sql(
+            f"EXISTS (SELECT 1 FROM {index_table(param.type)} {m} "
+            f"WHERE {m}.rid = {rows}.rid AND {m}.param = ?)",
+            (param.code,),
+        )
         return not_(present) if value == "true" else present
 
     def _composite(self, rows: str, param: SearchParam, value: str) -> Sql:

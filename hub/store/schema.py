@@ -138,8 +138,9 @@ idx_reference = Table(
     Column("target_type", String(64), nullable=True),
     Column("target_id", String(64), nullable=True),
     Column("url", String(512), nullable=True),
-    Index("ix_reference_lookup", "res_type", "param", "target_id", "target_type"),
-    Index("ix_reference_target", "target_type", "target_id"),
+    # One index serves both searches (type, parameter and target all given) and "what points
+    # at this resource" (the target alone): the target id leads, as it is the selective part.
+    Index("ix_reference_by_target", "target_id", "target_type", "res_type", "param"),
     Index("ix_reference_rid", "rid", "param"),
 )
 
