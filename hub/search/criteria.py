@@ -135,13 +135,17 @@ class Criteria:
     # -- per kind --
 
     def _base(self, table: str, param_code: str, test: Sql | None = None) -> Sql:
-        """``SELECT rid FROM <table> WHERE [res_type = ? AND] param = ? [AND (test)]``."""
+        """``SELECT rid FROM <table> WHERE [res_type = ? AND] param = ? [AND (test)]``
+        (``param IN (...)`` for a union parameter, stored as its parts)."""
+        param = get_param(self.res_type, param_code)
+        codes = param.stored if param is not None else (param_code,)
+        where = "param = ?" if len(codes) == 1 else f"param IN ({', '.join('?' * len(codes))})"
         if self.res_type is not None:
-            text = f"SELECT rid FROM {table} WHERE res_type = ? AND param = ?"
-            params: tuple[object, ...] = (self.res_type, param_code)
+            text = f"SELECT rid FROM {table} WHERE res_type = ? AND {where}"
+            params: tuple[object, ...] = (self.res_type, *codes)
         else:
-            text = f"SELECT rid FROM {table} WHERE param = ?"
-            params = (param_code,)
+            text = f"SELECT rid FROM {table} WHERE {where}"
+            params = codes
         if test is None:
             return Sql(text, params)
         return Sql(f"{text} AND ({test.text})", params + test.params)
@@ -366,10 +370,11 @@ class Criteria:
         # Per resource, through the rid index: every index table has (rid, param), and the
         # reference table has no index led by (res_type, param).
         m = self.aliases.next("m")
+        marks = ", ".join("?" * len(param.stored))
         present = Sql(
             f"EXISTS (SELECT 1 FROM {index_table(param.type)} {m} "
-            f"WHERE {m}.rid = {rows}.rid AND {m}.param = ?)",
-            (param.code,),
+            f"WHERE {m}.rid = {rows}.rid AND {m}.param IN ({marks}))",
+            param.stored,
         )
         return not_(present) if value == "true" else present
 

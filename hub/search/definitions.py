@@ -15,7 +15,7 @@ given as plain unions, and ``near`` geo search).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
 # Extensions a search path may step into (``extension:alias``): the community's own
@@ -33,6 +33,15 @@ class SearchParam:
     targets: tuple[str, ...] = ()
     components: tuple[str, ...] = ()
     where_system: str | None = None
+    # Set when the parameter's paths are exactly those of other parameters of the same type
+    # (Observation combo-code is code | component-code): no rows of its own are stored, it
+    # is searched through theirs.  Found by _unions, never written in the table.
+    union: tuple[str, ...] = ()
+
+    @property
+    def stored(self) -> tuple[str, ...]:
+        """The parameter codes whose index rows answer this parameter."""
+        return self.union or (self.code,)
 
 
 COMMON: dict[str, SearchParam] = {
@@ -577,8 +586,37 @@ def _registry() -> dict[str, dict[str, SearchParam]]:
             if raw.strip():
                 param = _parse_line(raw)
                 params[param.code] = param
-        registry[res_type] = params
+        registry[res_type] = _unions(params)
     return registry
+
+
+def _unions(params: dict[str, SearchParam]) -> dict[str, SearchParam]:
+    """Mark each parameter whose every path is the single path of another parameter of the
+    same type, targets and system (see SearchParam.union)."""
+    everything = {**COMMON, **params}
+    out = dict(params)
+    for param in params.values():
+        if param.type == "composite" or len(param.paths) < 2:
+            continue
+        parts = []
+        for path in param.paths:
+            alone = next(
+                (
+                    other.code
+                    for other in everything.values()
+                    if other.code != param.code
+                    and other.paths == (path,)
+                    and (other.type, other.targets, other.where_system)
+                    == (param.type, param.targets, param.where_system)
+                ),
+                None,
+            )
+            if alone is None:
+                break
+            parts.append(alone)
+        else:
+            out[param.code] = replace(param, union=tuple(parts))
+    return out
 
 
 PARAMS: dict[str, dict[str, SearchParam]] = _registry()

@@ -230,11 +230,12 @@ def _sorts(res_type: str | None, spec: str) -> list[_Sort]:
             if is_text
             else (MIN_TIME if descending else MAX_TIME)
         )
+        marks = ", ".join("?" * len(param.stored))
         key = sql(
             f"coalesce((SELECT {agg}({alias}.{_SORT_COLUMN[param.type]}) "
             f"FROM {index_table(param.type)} {alias} "
-            f"WHERE {alias}.rid = {_ROWS}.rid AND {alias}.param = ?), ?)",
-            code,
+            f"WHERE {alias}.rid = {_ROWS}.rid AND {alias}.param IN ({marks})), ?)",
+            *param.stored,
             missing,
         )
         sorts.append(_Sort(key, descending))

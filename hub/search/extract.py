@@ -29,8 +29,8 @@ def _plan(res_type: str) -> tuple[tuple[SearchParam, tuple[tuple[str, ...], ...]
     params = [p for p in (*COMMON.values(), *type_params(res_type).values())]
     plan = []
     for param in params:
-        if param.type in ("composite", "special") or param.code == "_lastUpdated":
-            continue
+        if param.type in ("composite", "special") or param.code == "_lastUpdated" or param.union:
+            continue  # a union is searched through its parts' rows
         plan.append((param, tuple(tuple(path.split(".")) for path in param.paths)))
     return tuple(plan)
 

@@ -7,6 +7,9 @@ from typing import Any
 import orjson
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from hub.store.schema import idx_quantity, idx_token
 
 FHIR = {"Content-Type": "application/fhir+json"}
 LOINC = "http://loinc.org"
@@ -340,3 +343,54 @@ def test_values_with_sql_and_like_characters_are_data(client: TestClient) -> Non
     assert ids(find(client, "Patient", _id=f"{odd['id']},{plain['id']}", _sort="_id")) == sorted(
         [odd["id"], plain["id"]]
     )
+
+
+def test_combo_parameters_are_answered_from_code_and_component_rows(
+    client: TestClient, engine: Any
+) -> None:
+    """combo-code is code | component.code (and so on): no rows of its own are stored."""
+
+    def quantity(value: float, unit: str) -> dict[str, Any]:
+        return {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}
+
+    def concept(code: str) -> dict[str, Any]:
+        return {"coding": [{"system": LOINC, "code": code}]}
+
+    bp = create(
+        client,
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": concept("85354-9"),
+            "component": [
+                {"code": concept("8480-6"), "valueQuantity": quantity(140, "mm[Hg]")},
+                {"code": concept("8462-4"), "valueQuantity": quantity(90, "mm[Hg]")},
+            ],
+        },
+    )["id"]
+    hb = create(
+        client,
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": concept("718-7"),
+            "valueQuantity": quantity(135, "g/L"),
+        },
+    )["id"]
+    assert ids(find(client, "Observation", **{"combo-code": "8480-6"})) == [bp]
+    assert ids(find(client, "Observation", **{"combo-code": f"{LOINC}|85354-9"})) == [bp]
+    assert ids(find(client, "Observation", **{"combo-code": "718-7"})) == [hb]
+    assert ids(find(client, "Observation", **{"combo-code:not": "8480-6"})) == [hb]
+    assert set(ids(find(client, "Observation", **{"combo-value-quantity": "gt130"}))) == {bp, hb}
+    assert ids(find(client, "Observation", **{"combo-value-quantity": "140||mm[Hg]"})) == [bp]
+    both = find(client, "Observation", **{"combo-code-value-quantity": "8480-6$gt130"})
+    assert ids(both) == [bp]
+    assert len(ids(find(client, "Observation", **{"combo-code:missing": "false"}))) == 2
+    assert ids(find(client, "Observation", **{"combo-value-concept:missing": "true"})) != []
+    # Sorted by the least code either way: hb's 718-7 before bp's 8462-4.
+    assert ids(find(client, "Observation", _sort="combo-code")) == [hb, bp]
+    assert ids(find(client, "Observation", _sort="-combo-code")) == [bp, hb]
+    with engine.connect() as conn:
+        for table in (idx_token, idx_quantity):
+            combos = select(func.count()).where(table.c.param.startswith("combo-"))
+            assert conn.execute(combos).scalar() == 0, table.name

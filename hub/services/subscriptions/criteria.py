@@ -59,12 +59,13 @@ class Test:
     kind: str  # token | string | date | reference | uri | _id
     modifier: str
     values: tuple[Any, ...]  # parsed per kind, see _parse_value
+    stored: tuple[str, ...] = ()  # a union parameter's parts (SearchParam.stored)
 
     def holds(self, res_id: str, rows: RowsByParam) -> bool:
         if self.kind == "_id":
             found = res_id in self.values
             return not found if self.modifier == "not" else found
-        mine = rows.get(self.code, ())
+        mine = [row for code in self.stored or (self.code,) for row in rows.get(code, ())]
         if self.modifier == "missing":
             return (not mine) == self.values[0]
         if self.kind == "token" and self.modifier == "not":
@@ -135,9 +136,9 @@ def _parse_test(res_type: str, name: str, value: str) -> Test:
     if modifier == "missing":
         if value not in ("true", "false"):
             raise CriteriaError(f"{name!r} takes true or false, not {value!r}")
-        return Test(code, kind, modifier, (value == "true",))
+        return Test(code, kind, modifier, (value == "true",), param.stored)
     values = tuple(_parse_value(param, modifier, v) for v in split_values(value))
-    return Test(code, kind, modifier, values)
+    return Test(code, kind, modifier, values, param.stored)
 
 
 def _parse_value(param: SearchParam, modifier: str, raw: str) -> Any:

@@ -212,6 +212,7 @@ def test_refused_when_parsed(criteria: str, says: str) -> None:
 # --- the matcher agrees with the search engine on stored resources ---------------------------
 
 SUBJECTS = ["Patient/p1", "Patient/p2", "Group/p1", "http://other.example.org/fhir/Patient/p1"]
+LOINC = "http://loinc.org"
 CODES = [("http://loinc.org", "718-7"), ("http://loinc.org", "2345-7"), (None, "718-7")]
 DATES = [
     {"effectiveDateTime": "2026-10-03"},
@@ -237,6 +238,9 @@ def observations() -> list[dict[str, Any]]:
             "valueString": VALUES[i % len(VALUES)],
             **DATES[i % len(DATES)],
         }
+        if i % 3 == 0:  # combo-code is code | component.code: stored as those two
+            component_code = "8480-6" if i % 2 else "2345-7"
+            obs["component"] = [{"code": {"coding": [{"system": LOINC, "code": component_code}]}}]
         out.append(obs)
     return out
 
@@ -290,6 +294,13 @@ _clause = st.one_of(
             "value-string=阴",
             "subject:missing=false",
             "value-concept:missing=true",
+            "combo-code=2345-7",
+            "combo-code=http://loinc.org|8480-6",
+            "combo-code=718-7,8480-6",
+            "combo-code:not=2345-7",
+            "combo-code:missing=false",
+            "component-code=8480-6",
+            "combo-value-concept:missing=true",
         ]
     ),
 )
