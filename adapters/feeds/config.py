@@ -16,7 +16,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta, timezone
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -53,6 +53,12 @@ IDENTIFIER_KINDS = (
     "location",
     "practitioner",
 )
+
+
+@lru_cache(maxsize=4096)
+def _system(identifier_base: str, member: str, kind: str) -> str:
+    # ~30 look-ups a message, always the same few strings: quoted once.
+    return f"{identifier_base}/{quote(member, safe='')}/{kind}"
 
 
 @dataclass(frozen=True)
@@ -123,7 +129,7 @@ class Member:
         """The identifier system of this member's ``kind`` numbers (mrn, visit, placer, ...)."""
         if kind not in IDENTIFIER_KINDS:
             raise KeyError(kind)
-        return f"{self.identifier_base}/{quote(self.code, safe='')}/{kind}"
+        return _system(self.identifier_base, self.code, kind)
 
     @property
     def org_id(self) -> str:
