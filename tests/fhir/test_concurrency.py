@@ -90,3 +90,54 @@ def test_write_is_visible_to_the_next_search(
                 headers=FHIR,
             )
             assert http.get("/fhir/Patient", params={"identifier": value}).json()["total"] == 1, i
+
+
+def test_one_person_sent_by_ten_members_at_once_gets_one_master(
+    live_server: str, admin_headers: dict[str, str]
+) -> None:
+    """Ten transactions each create a member's record of the same new person (the same
+    resident ID) at the same moment: the patient index's locks, taken up front with the
+    transaction's own, must still let exactly one of them make the person's master."""
+    from adapters.feeds.resident_id import check_character
+
+    # Division, birth date, then an odd (male) sequence number not used by other tests.
+    first17 = f"33052119800315{(uuid.uuid4().int % 500) * 2 + 1:03d}"
+    resident = first17 + check_character(first17)
+    barrier = threading.Barrier(10)
+
+    def send(n: int) -> str:
+        member = f"M{n}"
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {
+                    "fullUrl": f"urn:uuid:{uuid.uuid4()}",
+                    "resource": {
+                        "resourceType": "Patient",
+                        "identifier": [
+                            {"system": f"urn:ygt:{member}:mrn", "value": f"{n}"},
+                            {"system": "https://ygt.example.org/fhir/sid/resident-id",
+                             "value": resident},
+                        ],
+                        "name": [{"text": "王小明", "family": "王", "given": ["小明"]}],
+                        "gender": "male",
+                        "birthDate": "1980-03-15",
+                    },
+                    "request": {"method": "POST", "url": "Patient"},
+                }
+            ],
+        }  # fmt: skip
+        with httpx.Client(base_url=live_server, timeout=60, headers=admin_headers) as http:
+            barrier.wait()
+            res = http.post("/fhir", content=orjson.dumps(bundle), headers=FHIR)
+            assert res.status_code == 200, res.text
+            location = res.json()["entry"][0]["response"]["location"]
+            record = http.get(f"/fhir/{location.split('/_history')[0]}").json()
+        refer = [link["other"]["reference"] for link in record["link"] if link["type"] == "refer"]
+        assert len(refer) == 1, record
+        return str(refer[0])
+
+    with ThreadPoolExecutor(10) as pool:
+        masters = set(pool.map(send, range(10)))
+    assert len(masters) == 1, masters
