@@ -24,43 +24,63 @@ def _cut(value: str | None, size: int = _MAX) -> str | None:
     return value[:size] if isinstance(value, str) else value
 
 
+# A parameter's paths, each as its steps and the root key it needs (None: a choice or an
+# extension step, which any resource may match).
+_Paths = tuple[tuple[tuple[str, ...], str | None], ...]
+
+
 @cache
-def _plan(res_type: str) -> tuple[tuple[SearchParam, tuple[tuple[str, ...], ...]], ...]:
+def _plan(res_type: str) -> tuple[tuple[SearchParam, _Paths], ...]:
     params = [p for p in (*COMMON.values(), *type_params(res_type).values())]
     plan = []
     for param in params:
         if param.type in ("composite", "special") or param.code == "_lastUpdated" or param.union:
             continue  # a union is searched through its parts' rows
-        plan.append((param, tuple(tuple(path.split(".")) for path in param.paths)))
+        paths = []
+        for path in param.paths:
+            steps = tuple(path.split("."))
+            head = steps[0].partition(":")[0]
+            paths.append((steps, None if head.endswith("[x]") else head))
+        plan.append((param, tuple(paths)))
     return tuple(plan)
 
 
-def _walk(node: Any, steps: tuple[str, ...], choice_type: str = "") -> Iterator[tuple[Any, str]]:
+def _walk(node: Any, steps: tuple[str, ...], choice_type: str = "") -> list[tuple[Any, str]]:
     """Values at the path, with the choice type name when a ``x[x]`` step chose one."""
+    found: list[tuple[Any, str]] = []
+    _collect(node, steps, 0, choice_type, found)
+    return found
+
+
+def _collect(
+    node: Any, steps: tuple[str, ...], at: int, choice_type: str, found: list[tuple[Any, str]]
+) -> None:
+    # Plain recursion into a list, not generators: this runs for every parameter of every
+    # resource written.
     if isinstance(node, list):
         for item in node:
-            yield from _walk(item, steps, choice_type)
+            _collect(item, steps, at, choice_type, found)
         return
-    if not steps:
-        yield node, choice_type
+    if at == len(steps):
+        found.append((node, choice_type))
         return
     if not isinstance(node, dict):
         return
-    step, rest = steps[0], steps[1:]
+    step = steps[at]
     if step.startswith("extension:"):
         url = EXTENSION_URLS[step[10:]]
         for ext in node.get("extension") or ():
             if isinstance(ext, dict) and ext.get("url") == url:
-                yield from _walk(ext, rest, choice_type)
+                _collect(ext, steps, at + 1, choice_type, found)
         return
     if step.endswith("[x]"):
         prefix = step[:-3]
         for key, value in node.items():
             if key.startswith(prefix) and key[len(prefix) : len(prefix) + 1].isupper():
-                yield from _walk(value, rest, key[len(prefix) :])
+                _collect(value, steps, at + 1, key[len(prefix) :], found)
         return
     if step in node:
-        yield from _walk(node[step], rest, choice_type)
+        _collect(node[step], steps, at + 1, choice_type, found)
 
 
 def _text_of(concept: dict[str, Any]) -> str | None:
@@ -230,10 +250,9 @@ def extract_index_rows(resource: dict[str, Any]) -> Rows:
     for param, paths in _plan(res_type):
         code, kind = param.code, param.type
         seen: set[Any] = set()
-        for steps in paths:
-            head = steps[0].partition(":")[0]
+        for steps, head in paths:
             # Most parameters are absent from a given resource: skip them without walking.
-            if not head.endswith("[x]") and head not in keys:
+            if head is not None and head not in keys:
                 continue
             for value, choice in _walk(resource, steps):
                 if kind == "token":
