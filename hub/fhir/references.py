@@ -93,26 +93,31 @@ def find_references(node: Any, path: str) -> list[tuple[dict[str, Any], str, str
     The path is only formatted for the references found: this runs for every written resource.
     """
     found: list[tuple[dict[str, Any], str, str]] = []
-    _walk_references(node, [path], found)
+    _walk_references(node, [], found, path)
     return found
 
 
+_CONTAINERS = (dict, list)  # a tuple: isinstance with ``dict | list`` is slower
+
+
 def _walk_references(
-    node: Any, trail: list[str], found: list[tuple[dict[str, Any], str, str]]
+    node: Any, trail: list[str | int], found: list[tuple[dict[str, Any], str, str]], root: str
 ) -> None:
+    # The trail holds keys and indexes; it is formatted only for the references found.
     if isinstance(node, dict):
         if isinstance(node.get("reference"), str):
-            found.append((node, "reference", "".join(trail)))
+            where = "".join(f".{step}" if isinstance(step, str) else f"[{step}]" for step in trail)
+            found.append((node, "reference", root + where))
         for key, value in node.items():
-            if isinstance(value, dict | list):
-                trail.append("." + key)
-                _walk_references(value, trail, found)
+            if isinstance(value, _CONTAINERS):
+                trail.append(key)
+                _walk_references(value, trail, found, root)
                 trail.pop()
     elif isinstance(node, list):
         for i, item in enumerate(node):
-            if isinstance(item, dict | list):
-                trail.append(f"[{i}]")
-                _walk_references(item, trail, found)
+            if isinstance(item, _CONTAINERS):
+                trail.append(i)
+                _walk_references(item, trail, found, root)
                 trail.pop()
 
 

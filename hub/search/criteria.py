@@ -9,6 +9,7 @@ parameters; the text is built directly (hub.search.sql), not through an expressi
 from __future__ import annotations
 
 import re
+from functools import cache
 
 from hub.fhir.errors import InvalidSearch
 from hub.search.definitions import SearchParam, get_param
@@ -43,21 +44,26 @@ def split_values(raw: str, sep: str = ",") -> list[str]:
     """Split on unescaped separators; ``\\,`` ``\\|`` ``\\$`` stay literal."""
     if "\\" not in raw:
         return raw.split(sep)
-    out, buf, i = [], [], 0
-    while i < len(raw):
-        ch = raw[i]
-        if ch == "\\" and i + 1 < len(raw):
-            buf.append(raw[i + 1])
-            i += 2
-            continue
-        if ch == sep:
+    # Feed identifiers hold escaped bars (``LAB1\\|HGB``): matched by runs, not char by char.
+    out: list[str] = []
+    buf: list[str] = []
+    for match in _escaped_parts(sep).finditer(raw):
+        text, escaped = match.group(0), match.group(1)
+        if escaped is not None:
+            buf.append(escaped)
+        elif text == sep:
             out.append("".join(buf))
             buf = []
         else:
-            buf.append(ch)
-        i += 1
+            buf.append(text)  # a run of plain characters, or a lone backslash at the end
     out.append("".join(buf))
     return out
+
+
+@cache
+def _escaped_parts(sep: str) -> re.Pattern[str]:
+    plain = "[^\\\\" + re.escape(sep) + "]+"
+    return re.compile("\\\\(.)|" + re.escape(sep) + "|" + plain + "|\\\\", re.S)
 
 
 def split_token(value: str) -> tuple[str | None, bool, str | None]:
