@@ -63,9 +63,17 @@ class _Leaf:
 
 class _Fixed:
     """A value whose validity the shape settles: the root's resourceType (part of the memo's
-    key) and nulls (the shape's value types hold None there, and there is only one None)."""
+    key) and nulls (the shape's value types hold None there, and there is only one None).
+    Every value is "seen valid" (``good``), so it is never checked."""
 
     __slots__ = ()
+
+    def __contains__(self, value: Any) -> bool:
+        return True
+
+    @property
+    def good(self) -> _Fixed:
+        return self
 
     def check(self, value: Any) -> None:
         return None
@@ -78,17 +86,37 @@ _model_fields: dict[type, dict[str, Any]] = {}
 _lock = threading.Lock()  # only for building _Leaf objects (TypeAdapter is costly to build)
 
 
-def _shape(value: Any, values: list[Any], top: bool) -> Any:
-    """The shape of a JSON value; its primitive values appended to ``values`` in order."""
-    kind = type(value)
-    if kind is dict:
-        if not top and "resourceType" in value:
-            raise _Nested
-        return tuple([(key, _shape(item, values, False)) for key, item in value.items()])
-    if kind is list:
-        return tuple([_shape(item, values, False) for item in value])
-    values.append(value)
-    return kind
+# The walk runs over every element of every resource checked: values are handled inline,
+# without a call each.
+def _shape_of_dict(value: dict[str, Any], values: list[Any], top: bool) -> Shape:
+    """The shape of a JSON object; its primitive values appended to ``values`` in order."""
+    if not top and "resourceType" in value:
+        raise _Nested
+    out: list[Any] = []
+    for key, item in value.items():
+        kind = type(item)
+        if kind is dict:
+            out.append((key, _shape_of_dict(item, values, False)))
+        elif kind is list:
+            out.append((key, _shape_of_list(item, values)))
+        else:
+            values.append(item)
+            out.append((key, kind))
+    return tuple(out)
+
+
+def _shape_of_list(value: list[Any], values: list[Any]) -> Shape:
+    out: list[Any] = []
+    for item in value:
+        kind = type(item)
+        if kind is dict:
+            out.append(_shape_of_dict(item, values, False))
+        elif kind is list:
+            out.append(_shape_of_list(item, values))
+        else:
+            values.append(item)
+            out.append(kind)
+    return tuple(out)
 
 
 def valid(res_type: str, resource: dict[str, Any]) -> bool:
@@ -96,7 +124,7 @@ def valid(res_type: str, resource: dict[str, Any]) -> bool:
     False means "not known here": the caller runs the full model check."""
     values: list[Any] = []
     try:
-        key = (res_type, _shape(resource, values, True))
+        key = (res_type, _shape_of_dict(resource, values, True))
     except _Nested:
         return False
     plan = _plans.get(key)
@@ -104,7 +132,8 @@ def valid(res_type: str, resource: dict[str, Any]) -> bool:
         return False
     try:
         for leaf, value in zip(plan, values, strict=True):
-            leaf.check(value)
+            if value not in leaf.good:  # most values were seen before: a set look-up
+                leaf.check(value)
     except Exception:  # any failure: the full check decides and words the error
         return False
     return True
@@ -114,7 +143,7 @@ def learn(res_type: str, resource: dict[str, Any], model: type[Any]) -> None:
     """Remember the plan of ``resource``'s shape, which has just passed the full check."""
     values: list[Any] = []
     try:
-        shape = _shape(resource, values, True)
+        shape = _shape_of_dict(resource, values, True)
         plan: list[_Leaf | _Fixed] = []
         _plan_model(resource, model, plan, top=True)
     except (_Nested, _Unplannable):
