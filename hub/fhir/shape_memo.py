@@ -51,36 +51,20 @@ class _Leaf:
         self.adapter: TypeAdapter[Any] = TypeAdapter(annotation)
         self.good: set[Any] = set()
 
-    def check(self, value: Any) -> None:
-        if value in self.good:
-            return
-        self.adapter.validate_python(value)  # raises ValidationError when invalid
+    def admit(self, value: Any) -> None:
+        """Validate a value not seen before (ValidationError when invalid) and remember it."""
+        self.adapter.validate_python(value)
         if len(self.good) >= _MAX_GOOD:
             self.good.clear()
         if type(value) is not str or len(value) <= _MAX_GOOD_TEXT:
             self.good.add(value)
 
 
-class _Fixed:
-    """A value whose validity the shape settles: the root's resourceType (part of the memo's
-    key) and nulls (the shape's value types hold None there, and there is only one None).
-    Every value is "seen valid" (``good``), so it is never checked."""
-
-    __slots__ = ()
-
-    def __contains__(self, value: Any) -> bool:
-        return True
-
-    @property
-    def good(self) -> _Fixed:
-        return self
-
-    def check(self, value: Any) -> None:
-        return None
-
-
-_FIXED = _Fixed()
-_plans: dict[tuple[str, Shape], tuple[_Leaf | _Fixed, ...]] = {}
+# A plan holds, per value, its element type's _Leaf, or None where the shape settles the
+# value: the root's resourceType (part of the memo's key) and nulls (the shape's value types
+# hold None there, and there is only one None).
+Plan = tuple[_Leaf | None, ...]
+_plans: dict[tuple[str, Shape], Plan] = {}
 _leaves: dict[tuple[int, type], _Leaf] = {}
 _model_fields: dict[type, dict[str, Any]] = {}
 _lock = threading.Lock()  # only for building _Leaf objects (TypeAdapter is costly to build)
@@ -132,8 +116,8 @@ def valid(res_type: str, resource: dict[str, Any]) -> bool:
         return False
     try:
         for leaf, value in zip(plan, values, strict=True):
-            if value not in leaf.good:  # most values were seen before: a set look-up
-                leaf.check(value)
+            if leaf is not None and value not in leaf.good:  # most were seen: a set look-up
+                leaf.admit(value)
     except Exception:  # any failure: the full check decides and words the error
         return False
     return True
@@ -144,7 +128,7 @@ def learn(res_type: str, resource: dict[str, Any], model: type[Any]) -> None:
     values: list[Any] = []
     try:
         shape = _shape_of_dict(resource, values, True)
-        plan: list[_Leaf | _Fixed] = []
+        plan: list[_Leaf | None] = []
         _plan_model(resource, model, plan, top=True)
     except (_Nested, _Unplannable):
         return
@@ -200,7 +184,7 @@ def _plan_model(value: dict[str, Any], model: type[Any], plan: list[Any], *, top
 
 def _plan_value(value: Any, annotation: Any, plan: list[Any]) -> None:
     if annotation is None or value is None:
-        plan.append(_FIXED)
+        plan.append(None)  # settled by the shape (see Plan)
         return
     if typing.get_origin(annotation) is list:
         if type(value) is not list:

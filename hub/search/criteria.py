@@ -144,14 +144,13 @@ class Criteria:
         """``SELECT rid FROM <table> WHERE [res_type = ? AND] param = ? [AND (test)]``
         (``param IN (...)`` for a union parameter, stored as its parts)."""
         param = get_param(self.res_type, param_code)
-        codes = param.stored if param is not None else (param_code,)
-        where = "param = ?" if len(codes) == 1 else f"param IN ({', '.join('?' * len(codes))})"
+        where = in_values("param", list(param.stored if param is not None else (param_code,)))
         if self.res_type is not None:
-            text = f"SELECT rid FROM {table} WHERE res_type = ? AND {where}"
-            params: tuple[object, ...] = (self.res_type, *codes)
+            text = f"SELECT rid FROM {table} WHERE res_type = ? AND {where.text}"
+            params: tuple[object, ...] = (self.res_type, *where.params)
         else:
-            text = f"SELECT rid FROM {table} WHERE {where}"
-            params = codes
+            text = f"SELECT rid FROM {table} WHERE {where.text}"
+            params = where.params
         if test is None:
             return Sql(text, params)
         return Sql(f"{text} AND ({test.text})", params + test.params)
@@ -376,11 +375,11 @@ class Criteria:
         # Per resource, through the rid index: every index table has (rid, param), and the
         # reference table has no index led by (res_type, param).
         m = self.aliases.next("m")
-        marks = ", ".join("?" * len(param.stored))
+        stored = in_values(f"{m}.param", list(param.stored))
         present = Sql(
             f"EXISTS (SELECT 1 FROM {index_table(param.type)} {m} "
-            f"WHERE {m}.rid = {rows}.rid AND {m}.param IN ({marks}))",
-            param.stored,
+            f"WHERE {m}.rid = {rows}.rid AND {stored.text})",
+            stored.params,
         )
         return not_(present) if value == "true" else present
 

@@ -17,7 +17,7 @@ from hub.fhir.errors import InvalidSearch
 from hub.search.criteria import Criteria, index_table
 from hub.search.definitions import get_param
 from hub.search.includes import collect_includes
-from hub.search.sql import TRUE, Aliases, Sql, and_, execute, join, or_, sql
+from hub.search.sql import TRUE, Aliases, Sql, and_, execute, in_values, join, or_, sql
 from hub.security.checks import hides_sensitive
 from hub.security.rules import rules
 from hub.services.identity.model import MASTER_PREFIX, PATIENT_INDEX
@@ -230,12 +230,12 @@ def _sorts(res_type: str | None, spec: str) -> list[_Sort]:
             if is_text
             else (MIN_TIME if descending else MAX_TIME)
         )
-        marks = ", ".join("?" * len(param.stored))
+        stored = in_values(f"{alias}.param", list(param.stored))
         key = sql(
             f"coalesce((SELECT {agg}({alias}.{_SORT_COLUMN[param.type]}) "
             f"FROM {index_table(param.type)} {alias} "
-            f"WHERE {alias}.rid = {_ROWS}.rid AND {alias}.param IN ({marks})), ?)",
-            *param.stored,
+            f"WHERE {alias}.rid = {_ROWS}.rid AND {stored.text}), ?)",
+            *stored.params,
             missing,
         )
         sorts.append(_Sort(key, descending))

@@ -92,8 +92,6 @@ def _dedupe(items: list[str]) -> tuple[str, ...]:
 # pypinyin takes ~20 us a call and most of a feed's new patients have a surname, and given
 # characters, seen before: readings are kept per character, the usual reading of a given
 # name per name (it depends on the neighbouring character).
-
-
 @lru_cache(maxsize=8192)
 def _char_readings(char: str, primary: str) -> tuple[str, ...]:
     others = pinyin(char, style=Style.NORMAL, heteronym=True, errors="default")[0]
