@@ -99,6 +99,29 @@ def process_bundle(
     return _response_bundle("batch-response", answers)
 
 
+def apply_transaction(
+    engine: Engine,
+    fresh_bundle: Callable[[], Any],
+    *,
+    base_url: str,
+    within: Callable[[Connection], None] | None = None,
+    validated: bool = False,
+) -> None:
+    """Run a transaction Bundle for a caller that owns it and needs no response (the feed
+    worker).  ``fresh_bundle`` gives the Bundle for each attempt, which the attempt changes in
+    place: no copy is made (``process_bundle`` copies the caller's Bundle) and no response
+    entries are built.  Raises like ``process_bundle``."""
+
+    def attempt() -> None:
+        kind, entries = parse_envelope(fresh_bundle())
+        if kind != "transaction":
+            raise BadRequest(f"a {kind} Bundle is not applied as a transaction", code="value")
+        note_bundle_kind(kind)
+        _transaction(engine, entries, base_url.rstrip("/"), False, within, validated, False)
+
+    _retrying(attempt)
+
+
 # --- transaction -----------------------------------------------------------------------------
 
 
@@ -109,6 +132,7 @@ def _transaction(
     with_resources: bool,
     within: Callable[[Connection], None] | None = None,
     validated: bool = False,
+    respond: bool = True,
 ) -> list[dict[str, Any]]:
     entries = [prepare_entry(i, raw, base, copy=False) for i, raw in enumerate(raw_entries)]
     for e in entries:
@@ -121,6 +145,8 @@ def _transaction(
         unit.writer.flush()
         if within is not None:
             within(conn)
+    if not respond:
+        return []
     return [_response_entry(e, results[e.index], base, with_resources) for e in entries]
 
 

@@ -27,7 +27,7 @@ from sqlalchemy.exc import OperationalError
 
 from adapters.logsafe import describe
 from hub.fhir.errors import FhirError
-from hub.fhir.transaction import process_bundle
+from hub.fhir.transaction import apply_transaction
 from hub.ops import metrics
 from hub.ops.logs import correlated, hl7_correlation_id, safe_id
 from hub.queue.app_ack import queue_application_acks
@@ -50,13 +50,25 @@ class _AlreadyApplied(Exception):
     """Another worker committed one of these messages first: roll this attempt back."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Message:
     status: str
     message_type: str
-    bundle: dict[str, Any] | None
+    bundle: dict[str, Any] | None  # parsed once, for planning; see ``take``
     sender: str = ""  # for the metrics' labels and the logs' correlation id
     control_id: str = ""
+    text: str | None = None  # the stored Bundle JSON
+    _taken: bool = False
+
+    def take(self) -> dict[str, Any]:
+        """The Bundle for one attempt to apply it, which the attempt changes in place: the
+        parsed one the first time, a fresh parse of the stored text after (a retry, or one
+        by one after a failed group)."""
+        assert self.bundle is not None and self.text is not None
+        if self._taken:
+            return dict(orjson.loads(self.text))
+        self._taken = True
+        return self.bundle
 
     @property
     def mergeable(self) -> bool:
@@ -93,25 +105,24 @@ def _load(engine: Engine, ids: list[int]) -> dict[int, _Message]:
             orjson.loads(r.bundle) if r.bundle else None,
             r.sender,
             r.control_id,
+            r.bundle,
         )
         for r in rows
     }
 
 
-def _apply(engine: Engine, ids: list[int], bundles: list[dict[str, Any]]) -> None:
+def _apply(engine: Engine, ids: list[int], messages: list[_Message]) -> None:
     """These messages' Bundles as one FHIR transaction, their rows marked applied in it.
 
     Raises FhirError (the store refused), _AlreadyApplied, or OperationalError (store down).
     """
-    merged = (
-        bundles[0]
-        if len(bundles) == 1
-        else {
-            "resourceType": "Bundle",
-            "type": "transaction",
-            "entry": [entry for bundle in bundles for entry in bundle["entry"]],
-        }
-    )
+    validated = all(is_validated(m.bundle) for m in messages if m.bundle is not None)
+
+    def fresh_bundle() -> dict[str, Any]:
+        if len(messages) == 1:
+            return messages[0].take()
+        entries = [entry for m in messages for entry in m.take()["entry"]]
+        return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
     def mark_applied(conn: Connection) -> None:
         done = conn.execute(
@@ -132,13 +143,8 @@ def _apply(engine: Engine, ids: list[int], bundles: list[dict[str, Any]]) -> Non
         if wanting := [row.id for row in done if row.reply_to is not None]:
             queue_application_acks(conn, wanting, "AA")
 
-    process_bundle(
-        engine,
-        merged,
-        base_url=_BASE,
-        prefer_return="minimal",
-        within=mark_applied,
-        validated=all(is_validated(bundle) for bundle in bundles),
+    apply_transaction(
+        engine, fresh_bundle, base_url=_BASE, within=mark_applied, validated=validated
     )
 
 
@@ -168,7 +174,7 @@ def _apply_one_in_context(engine: Engine, inbox_id: int, message: _Message) -> s
             _finish(engine, inbox_id, "skipped", reason)
             return "skipped"
     try:
-        _apply(engine, [inbox_id], [message.bundle])
+        _apply(engine, [inbox_id], [message])
     except _AlreadyApplied:
         return "applied"
     except FhirError as exc:
@@ -232,7 +238,7 @@ def apply_messages(engine: Engine, ids: list[int]) -> dict[str, int]:
             try:
                 # One correlation id for the group commit; its log fields list the messages.
                 with correlated(f"inbox-group:{run_ids[0]}+{len(run_ids)}", inbox_ids=run_ids):
-                    _apply(engine, run_ids, [plan[i] for i in run])
+                    _apply(engine, run_ids, [loaded[inbox_id] for inbox_id in run_ids])
             except OperationalError:
                 raise
             except Exception:  # refused, raced, or a bug: one by one isolates the culprit

@@ -87,3 +87,49 @@ def test_one_bad_message_does_not_take_its_group_down(engine: sa.Engine, clean_d
             )
         ).scalar_one()
     assert count == 2
+
+
+def test_after_a_failed_group_each_message_is_applied_from_its_stored_bundle(
+    engine: sa.Engine, clean_db: None
+) -> None:
+    """The group's attempt rewrote its placeholders in place before it failed; the one-by-one
+    attempts must start from the stored Bundles, or the Observations would point at the
+    rolled-back attempt's Patient ids."""
+
+    def result(n: int, status: str) -> dict[str, Any]:
+        person = {"resourceType": "Patient", "identifier": [{"system": "s", "value": str(n)}]}
+        observation = {
+            "resourceType": "Observation",
+            "status": status,
+            "code": {"text": "Hb"},
+            "subject": {"reference": f"urn:uuid:p{n}"},
+        }
+        return bundle(
+            put(f"Patient?identifier=s|{n}", person, f"urn:uuid:p{n}"),
+            put(f"Observation?identifier=o|{n}", observation, f"urn:uuid:o{n}"),
+        )
+
+    ids = [
+        _pending(engine, "R1", result(1, "final")),
+        _pending(engine, "R2", result(2, "not-a-status")),
+        _pending(engine, "R3", result(3, "final")),
+    ]
+    assert apply_messages(engine, ids) == {"applied": 2, "failed": 1}
+    with engine.connect() as conn:
+        stored = {
+            row.res_id: orjson.loads(row.content)
+            for row in conn.execute(
+                sa.text(
+                    "SELECT res_id, content FROM resources WHERE res_type = 'Patient'"
+                    " AND res_id NOT LIKE 'mpi-%'"
+                )
+            )
+        }
+        subjects = [
+            orjson.loads(content)["subject"]["reference"]
+            for content in conn.execute(
+                sa.text("SELECT content FROM resources WHERE res_type = 'Observation'")
+            ).scalars()
+        ]
+    assert len(stored) == 2 and len(subjects) == 2
+    assert {s.removeprefix("Patient/") for s in subjects} == set(stored)
