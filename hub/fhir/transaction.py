@@ -141,7 +141,7 @@ def _transaction(
     with engine.begin() as conn:
         unit = Unit.on(conn, validated=validated)
         lock_keys(conn, lock_keys_for(entries))
-        results = _run(unit, entries, base)
+        results = _run(unit, entries, base, respond)
         unit.writer.flush()
         if within is not None:
             within(conn)
@@ -156,8 +156,9 @@ def _authorize(e: Entry) -> None:
     check_entry(e.method, t.res_type, t.res_id is not None, t.query, t.operation)
 
 
-def _run(unit: Unit, entries: list[Entry], base: str) -> dict[int, Result]:
-    """The R4 processing order over entries that all share one unit of work."""
+def _run(unit: Unit, entries: list[Entry], base: str, respond: bool = True) -> dict[int, Result]:
+    """The R4 processing order over entries that all share one unit of work.  ``respond``:
+    the results are answered; without it a conditional create's match is not read back."""
     results: dict[int, Result] = {}
     for e in (e for e in entries if e.method == "DELETE"):
         with _located(e):
@@ -165,7 +166,7 @@ def _run(unit: Unit, entries: list[Entry], base: str) -> dict[int, Result]:
     posts = [e for e in entries if e.method == "POST" and not e.target.operation]
     operations = [e for e in entries if e.method == "POST" and e.target.operation]
     updates = [e for e in entries if e.method in ("PUT", "PATCH")]
-    resolver = _Resolver(unit)
+    resolver = _Resolver(unit, read_matches=respond)
     resolver.prefetch(posts + updates)
     for e in posts + updates:
         with _located(e):
@@ -275,8 +276,11 @@ def _create(unit: Unit, e: Entry, results: dict[int, Result]) -> Result:
 class _Resolver:
     """Ids for every written resource, then placeholder and conditional references."""
 
-    def __init__(self, unit: Unit) -> None:
+    def __init__(self, unit: Unit, *, read_matches: bool = True) -> None:
         self.unit = unit
+        # A conditional create that matches answers with the stored resource: read it only
+        # when the transaction is answered (the feed worker's are not).
+        self.read_matches = read_matches
         self.mapping: dict[str, str] = {}  # fullUrl -> Type/id
         self.by_criteria: dict[str, tuple[str, int]] = {}  # criteria key -> (id, entry index)
         self.resolved: dict[str, str] = {}  # conditional reference criteria key -> Type/id
@@ -342,7 +346,8 @@ class _Resolver:
             )
         res_id = found[0][1] if found else repo.new_id()
         if found:
-            e.matched = Result(200, repo.read(self.unit.conn, res_type, res_id))
+            stored = repo.read(self.unit.conn, res_type, res_id) if self.read_matches else None
+            e.matched = Result(200, stored)
         self.by_criteria[key] = (res_id, e.index)
         return res_id
 
