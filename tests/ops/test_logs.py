@@ -107,7 +107,7 @@ def test_every_line_while_handling_a_message_carries_its_correlation_id(
         logging.getLogger("hub.fhir").warning("about to fail")
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(worker, "process_bundle", broken)
+    monkeypatch.setattr(worker, "apply_transaction", broken)
     drain(engine)
     lines = [r for r in captured_logs.records if r["logger"] in ("hub.fhir", "hub.worker")]
     assert lines[0]["message"] == "about to fail"
@@ -148,7 +148,7 @@ def test_nothing_clinical_in_the_logs(
     def apply_bug(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError(f"Patient {PATIENT_NAME} {RESIDENT_ID} value {RESULT_VALUE}")
 
-    monkeypatch.setattr(worker, "process_bundle", apply_bug)
+    monkeypatch.setattr(worker, "apply_transaction", apply_bug)
     assert drain(engine) == {"failed": 1}
     try:
         apply_bug()
