@@ -90,6 +90,49 @@ def test_rows_waiting_together_are_committed_in_one_batch_each_with_its_own_id(
 
 
 @pytest.mark.usefixtures("postgresql")
+def test_rows_beyond_a_full_batch_are_handed_on_in_order_until_none_waits(
+    engine: sa.Engine,
+) -> None:
+    """Eleven rows wait behind the first; with at most three a batch, each batch's writer
+    hands the next one to the oldest row still waiting: 1 + 4 batches, every row answered."""
+    batcher = InboxBatcher(engine, max_batch=3)
+    rows = [_row(f"H{n}") for n in range(12)]
+    answers = _store_all_while_blocked(engine, batcher, rows)
+    assert all(isinstance(a, int) for a in answers), answers
+    assert batcher.batches == 5
+    assert not batcher._pending and not batcher._writing
+    stored = _stored(engine)
+    assert {stored[a] for a in answers if isinstance(a, int)} == {f"H{n}" for n in range(12)}
+
+
+@pytest.mark.usefixtures("postgresql")
+def test_many_threads_storing_at_once_each_get_their_own_row(engine: sa.Engine) -> None:
+    batcher = InboxBatcher(engine, max_batch=4)
+    answers: dict[str, int] = {}
+    failures: list[BaseException] = []
+
+    def store(t: int) -> None:
+        for n in range(20):
+            try:
+                answers[f"T{t}-{n}"] = batcher.store(_row(f"T{t}-{n}"))
+            except BaseException as exc:  # reported below
+                failures.append(exc)
+
+    threads = [threading.Thread(target=store, args=(t,)) for t in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in threads), "a thread was never woken"
+    assert not failures, failures
+    stored = _stored(engine)
+    assert len(answers) == 240 and {stored[i]: i for i in stored} == {
+        control_id: inbox_id for control_id, inbox_id in answers.items()
+    }
+    assert not batcher._pending and not batcher._writing
+
+
+@pytest.mark.usefixtures("postgresql")
 def test_a_resend_in_the_same_batch_is_answered_integrity_error_and_not_stored_twice(
     engine: sa.Engine,
 ) -> None:
