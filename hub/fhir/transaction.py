@@ -89,7 +89,12 @@ def process_bundle(
         # round trip, far cheaper than copying entry by entry), so a retry starts clean.
         entries = _retrying(
             lambda: _transaction(
-                engine, copy_json(raw_entries), base, with_resources, within, validated
+                engine,
+                copy_json(raw_entries),
+                base,
+                with_resources=with_resources,
+                within=within,
+                validated=validated,
             )
         )
         return _response_bundle("transaction-response", entries)
@@ -117,7 +122,9 @@ def apply_transaction(
         if kind != "transaction":
             raise BadRequest(f"a {kind} Bundle is not applied as a transaction", code="value")
         note_bundle_kind(kind)
-        _transaction(engine, entries, base_url.rstrip("/"), False, within, validated, False)
+        _transaction(
+            engine, entries, base_url.rstrip("/"), within=within, validated=validated, respond=False
+        )
 
     _retrying(attempt)
 
@@ -129,7 +136,8 @@ def _transaction(
     engine: Engine,
     raw_entries: list[Any],
     base: str,
-    with_resources: bool,
+    *,
+    with_resources: bool = True,
     within: Callable[[Connection], None] | None = None,
     validated: bool = False,
     respond: bool = True,
@@ -141,7 +149,7 @@ def _transaction(
     with engine.begin() as conn:
         unit = Unit.on(conn, validated=validated)
         lock_keys(conn, lock_keys_for(entries))
-        results = _run(unit, entries, base, respond)
+        results = _run(unit, entries, base, respond=respond)
         unit.writer.flush()
         if within is not None:
             within(conn)
@@ -156,7 +164,7 @@ def _authorize(e: Entry) -> None:
     check_entry(e.method, t.res_type, t.res_id is not None, t.query, t.operation)
 
 
-def _run(unit: Unit, entries: list[Entry], base: str, respond: bool = True) -> dict[int, Result]:
+def _run(unit: Unit, entries: list[Entry], base: str, *, respond: bool = True) -> dict[int, Result]:
     """The R4 processing order over entries that all share one unit of work.  ``respond``:
     the results are answered; without it a conditional create's match is not read back."""
     results: dict[int, Result] = {}

@@ -66,7 +66,8 @@ class _Message:
         by one after a failed group)."""
         assert self.bundle is not None and self.text is not None
         if self._taken:
-            return dict(orjson.loads(self.text))
+            fresh: dict[str, Any] = orjson.loads(self.text)
+            return fresh
         self._taken = True
         return self.bundle
 

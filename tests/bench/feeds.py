@@ -34,7 +34,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -106,7 +106,7 @@ def patient_of(run: str, n: int) -> str:
     return county_pid(f"ZY{run}{n:07d}", f"{run}-{n}")
 
 
-def known_patient_oru(of_run: str, patients: int) -> Any:
+def known_patient_oru(of_run: str, patients: int) -> Callable[[str, int], bytes]:
     """Results numbered anew whose patients are those of run ``of_run`` (``patients`` of them):
     the Patient in each message matches a stored one, so nothing of it is written."""
 
@@ -261,7 +261,7 @@ def _run(
     count: int,
     senders: int,
     rate: float | None,
-    make: Any = oru,
+    make: Callable[[str, int], bytes] = oru,
 ) -> dict[str, Any]:
     engine = make_engine(db_url, pool_size=2)
     with engine.connect() as conn:

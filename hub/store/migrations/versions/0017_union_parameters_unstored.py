@@ -19,8 +19,7 @@ down_revision = "0016"
 branch_labels = None
 depends_on = None
 
-_TOKENS = ("combo-code", "combo-value-concept", "combo-data-absent-reason")
-# Each union and its parts, for the downgrade (which writes the rows back from the parts').
+# Each token union and its parts (the downgrade writes the rows back from the parts').
 _PARTS = {
     "combo-code": ("code", "component-code"),
     "combo-value-concept": ("value-concept", "component-value-concept"),
@@ -29,7 +28,7 @@ _PARTS = {
 
 
 def upgrade() -> None:
-    names = ", ".join(f"'{name}'" for name in _TOKENS)
+    names = ", ".join(f"'{name}'" for name in _PARTS)
     op.execute(f"DELETE FROM idx_token WHERE res_type = 'Observation' AND param IN ({names})")
     op.execute(
         "DELETE FROM idx_quantity WHERE res_type = 'Observation' AND param = 'combo-value-quantity'"
