@@ -180,6 +180,7 @@ def _run(unit: Unit, entries: list[Entry], base: str, *, respond: bool = True) -
         with _located(e):
             resolver.assign(e)
     check_overlaps(entries)
+    _lock_ahead(unit, posts + updates)
     for e in posts + updates:
         with _located(e):
             resolver.rewrite(e)
@@ -216,6 +217,25 @@ def _run(unit: Unit, entries: list[Entry], base: str, *, respond: bool = True) -
         with _located(e):
             results[e.index] = _read(unit, e, base, resolver.mapping)
     return results
+
+
+def _lock_ahead(unit: Unit, entries: list[Entry]) -> None:
+    """Take the locks the services will want while these entries are written, all at once
+    and in order (see PatientIndex.lock_ahead): by then the Bundle's own keys are held, and
+    every transaction takes its keys first and its services' names second, so no two wait
+    for each other.  Conditional creates that matched write nothing and lock nothing."""
+    ahead = getattr(unit.writer.observer, "lock_ahead", None)
+    if ahead is None:
+        return
+    writes = [
+        (e.resource, e.res_id)
+        for e in entries
+        if e.patch_ops is None
+        and e.res_id is not None
+        and (e.method == "PUT" or (e.matched is None and e.same_as is None))
+    ]
+    if writes:
+        lock_keys(unit.conn, *ahead(writes))
 
 
 def _operation(unit: Unit, e: Entry) -> Result:

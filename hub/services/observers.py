@@ -34,6 +34,22 @@ class Observers:
                 found.clear()
         return out
 
+    def lock_ahead(self, writes: list[tuple[dict[str, Any], str]]) -> tuple[list[str], list[str]]:
+        """The lock names (exclusive, shared) the services will take while these (resource,
+        id) are written, for the caller to take up front in one sorted statement
+        (hub.store.locks)."""
+        exclusive: list[str] = []
+        shared: list[str] = []
+        for service in self.services:
+            ahead = getattr(service, "lock_ahead", None)
+            if ahead is not None:
+                more, more_shared = ahead(
+                    [w for w in writes if w[0]["resourceType"] in service.types]
+                )
+                exclusive.extend(more)
+                shared.extend(more_shared)
+        return exclusive, shared
+
     def before_write(self, writer: Writer, resource: dict[str, Any], res_id: str) -> dict[str, Any]:
         for service in self.services:
             if resource["resourceType"] in service.types:

@@ -25,26 +25,35 @@ def criteria_key(res_type: str, query: str) -> str:
     return res_type + "?" + "&".join(f"{k}={v}" for k, v in pairs)
 
 
-def _key_to_bigint(key: str) -> int:
+def lock_number(key: str) -> int:
+    """The advisory lock a key names (PostgreSQL's lock space is 64-bit numbers)."""
     digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
-def lock_keys(conn: Connection, keys: Iterable[str]) -> None:
-    """Take transaction-scoped locks on all keys, in a fixed order so waiters never deadlock."""
-    taking = lock_statement(conn, keys)
+def lock_keys(conn: Connection, keys: Iterable[str], shared: Iterable[str] = ()) -> None:
+    """Take transaction-scoped locks on all keys, in a fixed order so waiters never deadlock.
+    ``shared``: keys taken in shared mode (a key in both is taken exclusively)."""
+    taking = lock_statement(conn, keys, shared)
     if taking is not None:
         conn.execute(*taking)
 
 
-def lock_statement(conn: Connection, keys: Iterable[str]) -> tuple[TextClause, dict] | None:
+def lock_statement(
+    conn: Connection, keys: Iterable[str], shared: Iterable[str] = ()
+) -> tuple[TextClause, dict] | None:
     """The statement and parameters that take these locks (``lock_keys`` runs it; a caller
     may run it in a pipeline before the statement that needs them, see
     hub.store.bulk.run_pipelined); None when there is nothing to lock or the database is not
     PostgreSQL."""
     if conn.dialect.name != "postgresql":
         return None
-    numbers = sorted({_key_to_bigint(k) for k in keys})
+    exclusive = {lock_number(k) for k in keys}
+    sharing = {lock_number(k) for k in shared} - exclusive
+    if sharing:
+        numbers = sorted(exclusive | sharing)
+        return _LOCK_MIXED, {"keys": numbers, "shared": [n in sharing for n in numbers]}
+    numbers = sorted(exclusive)
     if len(numbers) == 1:
         return _LOCK_ONE, {"k": numbers[0]}
     # One round trip for all keys; the inner ORDER BY fixes the order they are taken in.
@@ -55,4 +64,11 @@ _LOCK_ONE = text("SELECT pg_advisory_xact_lock(:k)")
 _LOCK_MANY = text(
     "SELECT pg_advisory_xact_lock(k) FROM "
     "(SELECT k FROM unnest(CAST(:keys AS bigint[])) AS u(k) ORDER BY k) AS ordered"
+)
+# Shared and exclusive keys in one order: a shared holder waits for an exclusive one and the
+# reverse, so mixing modes keeps the order's guarantee.
+_LOCK_MIXED = text(
+    "SELECT CASE WHEN s THEN pg_advisory_xact_lock_shared(k) ELSE pg_advisory_xact_lock(k) END "
+    "FROM (SELECT k, s FROM unnest(CAST(:keys AS bigint[]), CAST(:shared AS boolean[])) "
+    "AS u(k, s) ORDER BY k) AS ordered"
 )

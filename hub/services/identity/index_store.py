@@ -190,21 +190,23 @@ def keyed_and_blocked(
     *,
     by_birth: bool = True,
     lock: Sequence[str] = (),
+    lock_shared: Sequence[str] = (),
 ) -> tuple[list[IndexRow], list[IndexRow]]:
     """``by_keys`` and ``blocking_candidates`` in one round trip, for a record new to the
-    index (which needs both when no key links it, the usual case).  ``lock``: names to lock
-    first; on PostgreSQL the lock and the query share the round trip (the query still runs
-    only once the locks are held, so it sees what their last holder committed)."""
+    index (which needs both when no key links it, the usual case).  ``lock``, ``lock_shared``:
+    names to lock first (exclusively, shared); on PostgreSQL the lock and the query share the
+    round trip (the query still runs only once the locks are held, so it sees what their last
+    holder committed)."""
     shape, params = _blocks(feats, by_birth)
     if not feats.keys or shape is None:
-        lock_keys(conn, lock)
+        lock_keys(conn, lock, lock_shared)
         return (
             by_keys(conn, feats.keys, exclude),
             blocking_candidates(conn, feats, exclude, limit, by_birth=by_birth),
         )
     params.update(_keys_params(feats.keys), exclude=exclude, limit=limit)
     query = _keyed_and_blocked_query(len(feats.keys), shape)
-    taking = lock_statement(conn, lock)  # None: nothing to lock, or not PostgreSQL
+    taking = lock_statement(conn, lock, lock_shared)  # None: nothing to lock, or not PostgreSQL
     rows: Iterable[Any] = (
         run_pipelined(conn, [taking, (query, params)])
         if taking is not None

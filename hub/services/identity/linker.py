@@ -62,6 +62,18 @@ def birth_block_can_reach_review(rules: MatchRules) -> bool:
     return w.name * NEAR_NAME_MAX + w.birth_date + w.gender + w.address >= rules.review
 
 
+# What ``features`` reads of a Patient (none of it a reference, which a transaction rewrites).
+_FEATURE_FIELDS = ("identifier", "name", "gender", "birthDate", "telecom", "address")
+
+
+def _feature_fields(resource: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(resource.get(name) for name in _FEATURE_FIELDS)
+
+
+# Lock names: (exclusive, shared).
+Names = tuple[list[str], list[str]]
+
+
 def _refer(master: str) -> dict[str, Any]:
     return {"other": ref(master), "type": "refer"}
 
@@ -97,6 +109,10 @@ class PatientIndex:
     merges: list[tuple[str, str]] = field(default_factory=list)
     # Master ids this unit made up: no resource of theirs exists yet.
     new_masters: set[str] = field(default_factory=set)
+    # Lock names this unit holds already, True where only shared: not asked for again.
+    held: dict[str, bool] = field(default_factory=dict)
+    # Features worked out by ``lock_ahead``, by record id, with the fields they were read from.
+    ahead: dict[str, tuple[tuple[Any, ...], Features]] = field(default_factory=dict)
 
     # -- the Writer's hooks --
 
@@ -141,13 +157,53 @@ class PatientIndex:
             create_review_tasks(self, writer, reviews)
         self._write_masters(writer)
 
+    def lock_ahead(self, writes: list[tuple[dict[str, Any], str]]) -> Names:
+        """The names that linking these records (resource, id: about to be written) locks:
+        (exclusive, shared).
+
+        A transaction takes them all at once, in one sorted statement, before it writes any.
+        Taken one record at a time instead, two transactions each writing new patients took
+        them in their own orders and deadlocked whenever both held a name the other wanted
+        (two records born the same day are common): PostgreSQL stalled both for its
+        deadlock timeout, a second, then aborted one."""
+        exclusive: list[str] = []
+        shared: list[str] = []
+        for resource, res_id in writes:
+            if resource.get("resourceType") != "Patient" or is_master_id(res_id):
+                continue
+            feats = features(resource, self.rules)
+            self.ahead[res_id] = (_feature_fields(resource), feats)
+            more, more_shared = self._to_lock(feats)
+            exclusive.extend(more)
+            shared.extend(more_shared)
+        return exclusive, shared
+
+    def _to_lock(self, feats: Features) -> Names:
+        """The record's lock names (exclusive, shared) this unit does not hold yet in that
+        mode, counted as held from now (a failure to take them ends the unit)."""
+        exclusive: list[str] = []
+        shared: list[str] = []
+        for name, share in self._lock_names(feats):
+            had = self.held.get(name)  # None: not held; True: shared; False: exclusive
+            if had is False or (had and share):
+                continue
+            (shared if share else exclusive).append(name)
+            self.held[name] = share
+        return exclusive, shared
+
+    def _features(self, resource: dict[str, Any], res_id: str) -> Features:
+        early = self.ahead.pop(res_id, None)
+        if early is not None and early[0] == _feature_fields(resource):
+            return early[1]
+        return features(resource, self.rules)
+
     # -- linking one record --
 
     def index_record(
         self, resource: dict[str, Any], res_id: str, *, fresh: bool = False
     ) -> dict[str, Any]:
         """``fresh``: the record is being created, so the index cannot hold it yet."""
-        feats = features(resource, self.rules)
+        feats = self._features(resource, res_id)
         resource = self._flag_invalid(resource, feats)
         row = None if fresh else store.load(self.conn, res_id)
         if (
@@ -168,10 +224,10 @@ class PatientIndex:
                 return resource
         # The locks serialise linking the same person; for a record new to the index they are
         # taken in the round trip of its candidate query (``_decide``).
-        names = self._lock_names(feats)
+        names = self._to_lock(feats)
         if row is not None:  # read again under the locks
-            lock_keys(self.conn, names)
-            names = []
+            lock_keys(self.conn, *names)
+            names = ([], [])
             row = store.load(self.conn, res_id)
         links = own_links(resource)
         survivor = next(
@@ -187,7 +243,7 @@ class PatientIndex:
             raise Unprocessable(f"Patient/{res_id} cannot be replaced by itself", code="invalid")
 
         if survivor is not None:
-            lock_keys(self.conn, names)
+            lock_keys(self.conn, *names)
             target = self.ensure_indexed(survivor)
             master, method, match_score, active = target.master_id, "merge", None, False
             if row is None or row.replaced_by != survivor:
@@ -222,22 +278,28 @@ class PatientIndex:
         return resource
 
     def _decide(
-        self, res_id: str, feats: Features, row: store.IndexRow | None, lock: list[str]
+        self, res_id: str, feats: Features, row: store.IndexRow | None, lock: Names
     ) -> tuple[str, str, float | None]:
         """(master, method, score) for a record that is not merged away; ``lock``: the
         names still to lock before anything is read."""
         if row is not None:
-            lock_keys(self.conn, lock)
+            lock_keys(self.conn, *lock)
         if row is not None and row.method == "manual":
             return row.master_id, "manual", row.score
         # A record new to the index can be in no pair the office kept apart.
         distinct = store.distinct_from(self.conn, res_id) if row is not None else set()
-        by_birth = bool(feats.invalid_ids) or birth_block_can_reach_review(self.rules)
+        by_birth = self._by_birth(feats)
         limit = self.rules.max_candidates
         blocked: list[store.IndexRow] | None = None
         if row is None:  # a new record needs both sets unless a key links it: one query
             keyed, blocked = store.keyed_and_blocked(
-                self.conn, feats, res_id, limit, by_birth=by_birth, lock=lock
+                self.conn,
+                feats,
+                res_id,
+                limit,
+                by_birth=by_birth,
+                lock=lock[0],
+                lock_shared=lock[1],
             )
         else:
             keyed = store.by_keys(self.conn, feats.keys, res_id)
@@ -350,12 +412,30 @@ class PatientIndex:
             idents.append(ident)
         return {**resource, "identifier": idents}
 
-    def _lock_names(self, feats: Features) -> list[str]:
-        names = [f"mpi:{kind}:{value}" for kind, value in feats.keys.items()]
+    def _by_birth(self, feats: Features) -> bool:
+        """Whether linking this record looks for candidates born the same day (the birth
+        block: for a record whose ID is invalid, or where the rules let it reach a review)."""
+        return bool(feats.invalid_ids) or birth_block_can_reach_review(self.rules)
+
+    def _lock_names(self, feats: Features) -> list[tuple[str, bool]]:
+        """(name, shared) for each lock that keeps records which could find each other
+        (hub.services.identity.index_store: exact keys and blocks) from being linked at once,
+        each unaware of the other.  Records that cannot find each other should not wait for
+        each other: a common name born another year, or a birthday shared by records that
+        neither look for candidates by birth date, share their locks."""
+        names = [(f"mpi:{kind}:{value}", False) for kind, value in feats.keys.items()]
         if feats.name_key:
-            names.append(f"mpi:name:{feats.name_key}")
+            if feats.birth_date:
+                # Found by that year's name block and by dateless searches of the name.
+                names.append((f"mpi:name:{feats.name_key}", True))
+                names.append((f"mpi:name:{feats.name_key}:{feats.birth_date[:4]}", False))
+            else:
+                # Without a stored date it is in every year's block of its name.
+                names.append((f"mpi:name:{feats.name_key}", False))
         if feats.birth_date:
-            names.append(f"mpi:birth:{feats.birth_date}")
+            # Only a record that searches the birth block needs those already in it to wait.
+            names.append((f"mpi:birth:{feats.birth_date}", not self._by_birth(feats)))
+        names.extend((f"mpi:phone:{phone}", False) for phone in sorted(feats.phones))
         return names
 
     # -- masters --
