@@ -131,9 +131,10 @@ class StreamInboxWorker(InboxWorker):
         super().__init__(engine, threads=threads)
         self.streams = streams
         self.consumer = consumer or st.consumer_name()
-        # Entries read ahead of the lanes: enough to fill group commits, few enough that a
-        # worker that dies strands little for the others to take over.
-        self.prefetch = self.threads * GROUP_LIMIT * 2
+        # Entries read ahead of the lanes: one group commit's worth a thread, so a worker that
+        # dies strands little for the others to take over and a burst's last entries are not
+        # hoarded by one worker while the other idles.
+        self.prefetch = self.threads * GROUP_LIMIT
         self._entries: dict[int, list[str]] = {}  # inbox id → entries naming it
         self._lost = threading.Event()  # Redis lost the stream: reconcile at once
         self._maintainer: threading.Thread | None = None
