@@ -228,14 +228,14 @@ def _lock_ahead(unit: Unit, entries: list[Entry]) -> None:
     if ahead is None:
         return
     writes = [
-        (e.resource, e.res_id)
+        (e.resource, e.res_id, e.method == "POST" or e.known_new)
         for e in entries
         if e.patch_ops is None
         and e.res_id is not None
         and (e.method == "PUT" or (e.matched is None and e.same_as is None))
     ]
     if writes:
-        lock_keys(unit.conn, *ahead(writes))
+        ahead(unit.conn, writes)
 
 
 def _operation(unit: Unit, e: Entry) -> Result:

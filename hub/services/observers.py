@@ -6,6 +6,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
+from hub.store.locks import lock_keys
 from hub.store.repository import WriteObserver, Writer
 
 T = TypeVar("T")
@@ -34,12 +35,13 @@ class Observers:
                 found.clear()
         return out
 
-    def lock_ahead(self, writes: list[tuple[dict[str, Any], str]]) -> tuple[list[str], list[str]]:
-        """The lock names (exclusive, shared) the services will take while these (resource,
-        id) are written, for the caller to take up front in one sorted statement
-        (hub.store.locks)."""
+    def lock_ahead(self, conn: Connection, writes: list[tuple[dict[str, Any], str, bool]]) -> None:
+        """Take the locks the services will want while these (resource, id, whether it is
+        being created) are written, all in one sorted statement (hub.store.locks), then let
+        the services read what they will need under them."""
         exclusive: list[str] = []
         shared: list[str] = []
+        ready = []
         for service in self.services:
             ahead = getattr(service, "lock_ahead", None)
             if ahead is not None:
@@ -48,7 +50,10 @@ class Observers:
                 )
                 exclusive.extend(more)
                 shared.extend(more_shared)
-        return exclusive, shared
+                ready.append(service)
+        lock_keys(conn, exclusive, shared)
+        for service in ready:
+            service.locked_ahead()
 
     def before_write(self, writer: Writer, resource: dict[str, Any], res_id: str) -> dict[str, Any]:
         for service in self.services:

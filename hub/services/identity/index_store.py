@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 
 from hub.services.identity.features import Features
-from hub.store.bulk import run_pipelined
+from hub.store.bulk import fetch_each_pipelined, run_pipelined
 from hub.store.locks import lock_keys, lock_statement
 from hub.store.repository import now_micros
 from hub.store.schema import mpi_distinct, mpi_keys, mpi_records, mpi_reviews
@@ -215,6 +215,37 @@ def keyed_and_blocked(
     out: tuple[list[IndexRow], list[IndexRow]] = ([], [])
     for r in rows:
         out[0 if r.keyed else 1].append(_row(r))
+    return out
+
+
+def keyed_and_blocked_many(
+    conn: Connection, asks: Sequence[tuple[Features, str, bool]], limit: int
+) -> list[tuple[list[IndexRow], list[IndexRow]] | None]:
+    """``keyed_and_blocked`` for several records new to the index at once (feature,
+    record id, by birth), in one round trip on PostgreSQL; None for a record that has no keys
+    or no blocks (the caller asks for it on its own).  No locks are taken: the caller holds
+    them already."""
+    out: list[tuple[list[IndexRow], list[IndexRow]] | None] = []
+    steps: list[tuple[Any, dict[str, Any]]] = []
+    for feats, exclude, by_birth in asks:
+        shape, params = _blocks(feats, by_birth)
+        if not feats.keys or shape is None:
+            out.append(None)
+            continue
+        params.update(_keys_params(feats.keys), exclude=exclude, limit=limit)
+        steps.append((_keyed_and_blocked_query(len(feats.keys), shape), params))
+        out.append(([], []))
+    if not steps:
+        return out
+    if conn.dialect.name == "postgresql":
+        answers: list[Iterable[Any]] = list(fetch_each_pipelined(conn, steps))
+    else:
+        answers = [conn.execute(query, params) for query, params in steps]
+    pending = iter(answers)
+    for found in out:
+        if found is not None:
+            for r in next(pending):
+                found[0 if r.keyed else 1].append(_row(r))
     return out
 
 

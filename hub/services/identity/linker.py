@@ -113,6 +113,15 @@ class PatientIndex:
     held: dict[str, bool] = field(default_factory=dict)
     # Features worked out by ``lock_ahead``, by record id, with the fields they were read from.
     ahead: dict[str, tuple[tuple[Any, ...], Features]] = field(default_factory=dict)
+    # Records new to the index that ``lock_ahead`` saw, with their features and lock names.
+    arriving: list[tuple[str, Features, frozenset[str]]] = field(default_factory=list)
+    # Candidates looked up for several new records at once (``locked_ahead``), by record id,
+    # with the features they were looked up for.  Valid while the unit has written no index
+    # row a later look-up could find other than the records themselves: any other write
+    # (a fold, an existing record changed, a delete) drops them all.
+    candidates: dict[str, tuple[Features, tuple[list[store.IndexRow], list[store.IndexRow]]]] = (
+        field(default_factory=dict)
+    )
 
     # -- the Writer's hooks --
 
@@ -120,6 +129,7 @@ class PatientIndex:
         if resource["resourceType"] == "Task":
             from hub.services.identity.reviews import on_task_write
 
+            self.candidates.clear()  # a review's outcome may link or part records
             on_task_write(self, writer, resource, res_id)
             return resource
         if is_master_id(res_id) or any(
@@ -136,6 +146,7 @@ class PatientIndex:
     def after_delete(self, writer: Writer, res_type: str, res_id: str) -> None:
         if res_type != "Patient":
             return
+        self.candidates.clear()
         row = store.load(self.conn, res_id)
         if row is None:
             return
@@ -144,6 +155,7 @@ class PatientIndex:
         self.dirty.add(row.master_id)
 
     def before_flush(self, writer: Writer) -> None:
+        self.candidates.clear()
         if self.merges:
             from hub.services.identity.merge import apply_merge
 
@@ -157,9 +169,9 @@ class PatientIndex:
             create_review_tasks(self, writer, reviews)
         self._write_masters(writer)
 
-    def lock_ahead(self, writes: list[tuple[dict[str, Any], str]]) -> Names:
-        """The names that linking these records (resource, id: about to be written) locks:
-        (exclusive, shared).
+    def lock_ahead(self, writes: list[tuple[dict[str, Any], str, bool]]) -> Names:
+        """The names that linking these records (resource, id, whether it is being created:
+        about to be written) locks: (exclusive, shared).
 
         A transaction takes them all at once, in one sorted statement, before it writes any.
         Taken one record at a time instead, two transactions each writing new patients took
@@ -168,15 +180,45 @@ class PatientIndex:
         deadlock timeout, a second, then aborted one."""
         exclusive: list[str] = []
         shared: list[str] = []
-        for resource, res_id in writes:
+        for resource, res_id, fresh in writes:
             if resource.get("resourceType") != "Patient" or is_master_id(res_id):
                 continue
             feats = features(resource, self.rules)
             self.ahead[res_id] = (_feature_fields(resource), feats)
+            names = frozenset(name for name, _ in self._lock_names(feats))
+            self.arriving.append((res_id if fresh else "", feats, names))
             more, more_shared = self._to_lock(feats)
             exclusive.extend(more)
             shared.extend(more_shared)
         return exclusive, shared
+
+    def locked_ahead(self) -> None:
+        """Once ``lock_ahead``'s names are held: the candidates of the records new to the
+        index, looked up together (one round trip instead of one a record).
+
+        Only for records that share no lock name with another record of the unit, so none
+        can be a candidate of another: looked up one at a time, each would have found
+        exactly what the shared look-up finds."""
+        arriving, self.arriving = self.arriving, []
+        seen: dict[str, int] = {}
+        for _, _, names in arriving:
+            for name in names:
+                seen[name] = seen.get(name, 0) + 1
+        alone = [
+            (res_id, feats)
+            for res_id, feats, names in arriving
+            if res_id and all(seen[name] == 1 for name in names)
+        ]
+        if len(alone) < 2:
+            return
+        found = store.keyed_and_blocked_many(
+            self.conn,
+            [(feats, res_id, self._by_birth(feats)) for res_id, feats in alone],
+            self.rules.max_candidates,
+        )
+        for (res_id, feats), rows in zip(alone, found, strict=True):
+            if rows is not None:
+                self.candidates[res_id] = (feats, rows)
 
     def _to_lock(self, feats: Features) -> Names:
         """The record's lock names (exclusive, shared) this unit does not hold yet in that
@@ -203,6 +245,8 @@ class PatientIndex:
         self, resource: dict[str, Any], res_id: str, *, fresh: bool = False
     ) -> dict[str, Any]:
         """``fresh``: the record is being created, so the index cannot hold it yet."""
+        if not fresh:
+            self.candidates.clear()  # it may change a record others' look-ups found
         feats = self._features(resource, res_id)
         resource = self._flag_invalid(resource, feats)
         row = None if fresh else store.load(self.conn, res_id)
@@ -243,6 +287,7 @@ class PatientIndex:
             raise Unprocessable(f"Patient/{res_id} cannot be replaced by itself", code="invalid")
 
         if survivor is not None:
+            self.candidates.clear()
             lock_keys(self.conn, *names)
             target = self.ensure_indexed(survivor)
             master, method, match_score, active = target.master_id, "merge", None, False
@@ -291,7 +336,10 @@ class PatientIndex:
         by_birth = self._by_birth(feats)
         limit = self.rules.max_candidates
         blocked: list[store.IndexRow] | None = None
-        if row is None:  # a new record needs both sets unless a key links it: one query
+        early = self.candidates.pop(res_id, None) if row is None else None
+        if early is not None and early[0] is feats:
+            keyed, blocked = early[1]
+        elif row is None:  # a new record needs both sets unless a key links it: one query
             keyed, blocked = store.keyed_and_blocked(
                 self.conn,
                 feats,
@@ -364,12 +412,14 @@ class PatientIndex:
 
     def _fold(self, old_master: str, new_master: str) -> None:
         """Two persons turned out to be one (a record carried both their keys)."""
+        self.candidates.clear()
         for moved in store.move_records(self.conn, old_master, new_master):
             self.relinked.add(moved)
         self.retired[old_master] = new_master
         self.dirty.add(new_master)
 
     def ensure_indexed(self, res_id: str) -> store.IndexRow:
+        self.candidates.clear()
         row = store.load(self.conn, res_id)
         if row is not None:
             return row

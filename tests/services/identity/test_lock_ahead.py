@@ -64,7 +64,7 @@ def test_every_new_patients_names_are_held_before_the_first_is_linked(
     pg: None, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reached, go = threading.Event(), threading.Event()
-    real = index_store.keyed_and_blocked
+    real = index_store.save
 
     def paused(*args: Any, **kwargs: Any) -> Any:
         if not reached.is_set():
@@ -72,7 +72,7 @@ def test_every_new_patients_names_are_held_before_the_first_is_linked(
             assert go.wait(30)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(index_store, "keyed_and_blocked", paused)
+    monkeypatch.setattr(index_store, "save", paused)
     failed: list[BaseException] = []
 
     def run() -> None:
@@ -90,7 +90,7 @@ def test_every_new_patients_names_are_held_before_the_first_is_linked(
     try:
         assert reached.wait(30), failed
         dsn = _dsn(engine)
-        # Linking the first patient has not begun; the second's names are taken already.
+        # The first patient is not saved yet; the second's names are taken already.
         assert _held_elsewhere(dsn, "mpi:birth:1977-08-09")
         assert _held_elsewhere(dsn, "mpi:birth:1961-03-04")
         assert not _held_elsewhere(dsn, "mpi:birth:1990-01-01")
@@ -104,13 +104,13 @@ def test_two_transactions_wanting_each_others_names_do_not_deadlock(
     pg: None, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each transaction's first patient was born the day the other's second was.  Both stop
-    at their first candidate query until the other gets there too (or 2 s pass): linking one
+    at their first patient's save until the other gets there too (or 2 s pass): linking one
     patient at a time, each then held a date the other wanted next.  No retry here hides a
     deadlock: the transactions run once."""
     monkeypatch.setattr(transaction, "_retrying", lambda attempt: attempt())
     together = threading.Barrier(2, timeout=2)
     seen: set[int] = set()
-    real = index_store.keyed_and_blocked
+    real = index_store.save
 
     def meet(*args: Any, **kwargs: Any) -> Any:
         me = threading.get_ident()
@@ -121,7 +121,7 @@ def test_two_transactions_wanting_each_others_names_do_not_deadlock(
                 together.wait()
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(index_store, "keyed_and_blocked", meet)
+    monkeypatch.setattr(index_store, "save", meet)
     bundles = [
         _bundle(_patient("王秀英", "1958-05-06"), _patient("陈志强", "1983-11-12")),
         _bundle(_patient("刘建国", "1983-11-12"), _patient("黄丽华", "1958-05-06")),
@@ -167,16 +167,16 @@ def test_records_that_cannot_find_each_other_do_not_wait_for_each_other(
     a birth date is in every year's block, so it waits."""
     first = threading.Event()
     reached, go = threading.Event(), threading.Event()
-    real = index_store.keyed_and_blocked
+    real = index_store.save
 
     def paused(*args: Any, **kwargs: Any) -> Any:
-        if not first.is_set():  # only the first transaction's first query stops
+        if not first.is_set():  # only the first transaction's first save stops
             first.set()
             reached.set()
             assert go.wait(30)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(index_store, "keyed_and_blocked", paused)
+    monkeypatch.setattr(index_store, "save", paused)
     failed: list[BaseException] = []
 
     def run(bundle: dict[str, Any]) -> None:
