@@ -150,6 +150,13 @@ def run_pipelined(conn: Connection, steps: Sequence[tuple[ClauseElement, Params]
         return list(cur.fetchall()) if cur.description is not None else []
 
 
+def execute_raw(conn: Connection, statement: str, params: Sequence[Any]) -> None:
+    """One statement in the driver's own placeholders (PostgreSQL only), for a hot write
+    that SQLAlchemy's compile-and-bind would double; errors raised as SQLAlchemy's."""
+    with _as_sqlalchemy_errors(statement):
+        _driver(conn).execute(statement, params)
+
+
 def fetch_each_pipelined(
     conn: Connection, steps: Sequence[tuple[ClauseElement, dict[str, Any]]]
 ) -> list[list[Any]]:
