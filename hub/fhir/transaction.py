@@ -221,9 +221,11 @@ def _run(unit: Unit, entries: list[Entry], base: str, *, respond: bool = True) -
 
 def _lock_ahead(unit: Unit, entries: list[Entry]) -> None:
     """Take the locks the services will want while these entries are written, all at once
-    and in order (see PatientIndex.lock_ahead): by then the Bundle's own keys are held, and
-    every transaction takes its keys first and its services' names second, so no two wait
-    for each other.  Conditional creates that matched write nothing and lock nothing."""
+    and in order (see PatientIndex.lock_ahead), and let them read ahead under the locks
+    (the patient index's shared candidate look-up).  By then the Bundle's own keys are held;
+    every transaction takes its keys first and its services' names second, each set in one
+    order, so no two ever wait for each other in a circle.  Conditional creates that matched
+    write nothing and lock nothing."""
     ahead = getattr(unit.writer.observer, "lock_ahead", None)
     if ahead is None:
         return

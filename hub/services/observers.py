@@ -53,7 +53,9 @@ class Observers:
                 ready.append(service)
         lock_keys(conn, exclusive, shared)
         for service in ready:
-            service.locked_ahead()
+            after = getattr(service, "locked_ahead", None)
+            if after is not None:
+                after()
 
     def before_write(self, writer: Writer, resource: dict[str, Any], res_id: str) -> dict[str, Any]:
         for service in self.services:
