@@ -41,7 +41,6 @@ class Observers:
         the services read what they will need under them."""
         exclusive: list[str] = []
         shared: list[str] = []
-        ready = []
         for service in self.services:
             ahead = getattr(service, "lock_ahead", None)
             if ahead is not None:
@@ -50,11 +49,9 @@ class Observers:
                 )
                 exclusive.extend(more)
                 shared.extend(more_shared)
-                ready.append(service)
         lock_keys(conn, exclusive, shared)
-        for service in ready:
-            after = getattr(service, "locked_ahead", None)
-            if after is not None:
+        for service in self.services:
+            if (after := getattr(service, "locked_ahead", None)) is not None:
                 after()
 
     def before_write(self, writer: Writer, resource: dict[str, Any], res_id: str) -> dict[str, Any]:

@@ -182,6 +182,9 @@ def blocking_candidates(
     return [_row(r) for r in conn.execute(_blocking_query(*shape), params)]
 
 
+Candidates = tuple[list[IndexRow], list[IndexRow]]  # (sharing a key, in a block)
+
+
 def keyed_and_blocked(
     conn: Connection,
     feats: Features,
@@ -191,61 +194,65 @@ def keyed_and_blocked(
     by_birth: bool = True,
     lock: Sequence[str] = (),
     lock_shared: Sequence[str] = (),
-) -> tuple[list[IndexRow], list[IndexRow]]:
+) -> Candidates:
     """``by_keys`` and ``blocking_candidates`` in one round trip, for a record new to the
     index (which needs both when no key links it, the usual case).  ``lock``, ``lock_shared``:
     names to lock first (exclusively, shared); on PostgreSQL the lock and the query share the
     round trip (the query still runs only once the locks are held, so it sees what their last
     holder committed)."""
-    shape, params = _blocks(feats, by_birth)
-    if not feats.keys or shape is None:
+    step = _keyed_and_blocked_step(feats, exclude, limit, by_birth)
+    if step is None:
         lock_keys(conn, lock, lock_shared)
         return (
             by_keys(conn, feats.keys, exclude),
             blocking_candidates(conn, feats, exclude, limit, by_birth=by_birth),
         )
-    params.update(_keys_params(feats.keys), exclude=exclude, limit=limit)
-    query = _keyed_and_blocked_query(len(feats.keys), shape)
     taking = lock_statement(conn, lock, lock_shared)  # None: nothing to lock, or not PostgreSQL
     rows: Iterable[Any] = (
-        run_pipelined(conn, [taking, (query, params)])
-        if taking is not None
-        else conn.execute(query, params)
+        run_pipelined(conn, [taking, step]) if taking is not None else conn.execute(*step)
     )
-    out: tuple[list[IndexRow], list[IndexRow]] = ([], [])
-    for r in rows:
-        out[0 if r.keyed else 1].append(_row(r))
-    return out
+    return _split(rows)
 
 
 def keyed_and_blocked_many(
     conn: Connection, asks: Sequence[tuple[Features, str, bool]], limit: int
-) -> list[tuple[list[IndexRow], list[IndexRow]] | None]:
+) -> list[Candidates | None]:
     """``keyed_and_blocked`` for several records new to the index at once (feature,
     record id, by birth), in one round trip on PostgreSQL; None for a record that has no keys
     or no blocks (the caller asks for it on its own).  No locks are taken: the caller holds
     them already."""
-    out: list[tuple[list[IndexRow], list[IndexRow]] | None] = []
-    steps: list[tuple[Any, dict[str, Any]]] = []
-    for feats, exclude, by_birth in asks:
-        shape, params = _blocks(feats, by_birth)
-        if not feats.keys or shape is None:
-            out.append(None)
-            continue
-        params.update(_keys_params(feats.keys), exclude=exclude, limit=limit)
-        steps.append((_keyed_and_blocked_query(len(feats.keys), shape), params))
-        out.append(([], []))
-    if not steps:
-        return out
-    if conn.dialect.name == "postgresql":
-        answers: list[Iterable[Any]] = list(fetch_each_pipelined(conn, steps))
-    else:
-        answers = [conn.execute(query, params) for query, params in steps]
-    pending = iter(answers)
-    for found in out:
-        if found is not None:
-            for r in next(pending):
-                found[0 if r.keyed else 1].append(_row(r))
+    steps = [
+        _keyed_and_blocked_step(feats, exclude, limit, by_birth)
+        for feats, exclude, by_birth in asks
+    ]
+    asked = [step for step in steps if step is not None]
+    if not asked:
+        return [None] * len(steps)
+    answers: Iterable[Iterable[Any]] = (
+        fetch_each_pipelined(conn, asked)
+        if conn.dialect.name == "postgresql"
+        else [conn.execute(*step) for step in asked]
+    )
+    found = iter(answers)
+    return [None if step is None else _split(next(found)) for step in steps]
+
+
+def _keyed_and_blocked_step(
+    feats: Features, exclude: str, limit: int, by_birth: bool
+) -> tuple[Any, dict[str, Any]] | None:
+    """The one query for a record's keys and blocks, with its parameters; None when it has
+    no keys or no blocks (then each side is asked on its own)."""
+    shape, params = _blocks(feats, by_birth)
+    if not feats.keys or shape is None:
+        return None
+    params.update(_keys_params(feats.keys), exclude=exclude, limit=limit)
+    return _keyed_and_blocked_query(len(feats.keys), shape), params
+
+
+def _split(rows: Iterable[Any]) -> Candidates:
+    out: Candidates = ([], [])
+    for r in rows:
+        out[0 if r.keyed else 1].append(_row(r))
     return out
 
 

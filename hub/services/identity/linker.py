@@ -113,15 +113,13 @@ class PatientIndex:
     held: dict[str, bool] = field(default_factory=dict)
     # Features worked out by ``lock_ahead``, by record id, with the fields they were read from.
     ahead: dict[str, tuple[tuple[Any, ...], Features]] = field(default_factory=dict)
-    # Records new to the index that ``lock_ahead`` saw, with their features and lock names.
-    arriving: list[tuple[str, Features, frozenset[str]]] = field(default_factory=list)
+    # Records ``lock_ahead`` saw: id, whether it is new to the index, features, lock names.
+    arriving: list[tuple[str, bool, Features, frozenset[str]]] = field(default_factory=list)
     # Candidates looked up for several new records at once (``locked_ahead``), by record id,
     # with the features they were looked up for.  Valid while the unit has written no index
     # row a later look-up could find other than the records themselves: any other write
     # (a fold, an existing record changed, a delete) drops them all.
-    candidates: dict[str, tuple[Features, tuple[list[store.IndexRow], list[store.IndexRow]]]] = (
-        field(default_factory=dict)
-    )
+    candidates: dict[str, tuple[Features, store.Candidates]] = field(default_factory=dict)
 
     # -- the Writer's hooks --
 
@@ -185,9 +183,9 @@ class PatientIndex:
                 continue
             feats = features(resource, self.rules)
             self.ahead[res_id] = (_feature_fields(resource), feats)
-            names = frozenset(name for name, _ in self._lock_names(feats))
-            self.arriving.append((res_id if fresh else "", feats, names))
-            more, more_shared = self._to_lock(feats)
+            wanted = self._lock_names(feats)
+            self.arriving.append((res_id, fresh, feats, frozenset(name for name, _ in wanted)))
+            more, more_shared = self._to_lock(wanted)
             exclusive.extend(more)
             shared.extend(more_shared)
         return exclusive, shared
@@ -201,13 +199,13 @@ class PatientIndex:
         exactly what the shared look-up finds."""
         arriving, self.arriving = self.arriving, []
         seen: dict[str, int] = {}
-        for _, _, names in arriving:
+        for *_, names in arriving:
             for name in names:
                 seen[name] = seen.get(name, 0) + 1
         alone = [
             (res_id, feats)
-            for res_id, feats, names in arriving
-            if res_id and all(seen[name] == 1 for name in names)
+            for res_id, fresh, feats, names in arriving
+            if fresh and all(seen[name] == 1 for name in names)
         ]
         if len(alone) < 2:
             return
@@ -220,12 +218,13 @@ class PatientIndex:
             if rows is not None:
                 self.candidates[res_id] = (feats, rows)
 
-    def _to_lock(self, feats: Features) -> Names:
-        """The record's lock names (exclusive, shared) this unit does not hold yet in that
-        mode, counted as held from now (a failure to take them ends the unit)."""
+    def _to_lock(self, wanted: list[tuple[str, bool]]) -> Names:
+        """Of a record's lock names (``_lock_names``), those this unit does not hold yet in
+        that mode, as (exclusive, shared), counted as held from now (a failure to take them
+        ends the unit)."""
         exclusive: list[str] = []
         shared: list[str] = []
-        for name, share in self._lock_names(feats):
+        for name, share in wanted:
             had = self.held.get(name)  # None: not held; True: shared; False: exclusive
             if had is False or (had and share):
                 continue
@@ -268,7 +267,7 @@ class PatientIndex:
                 return resource
         # The locks serialise linking the same person; for a record new to the index they are
         # taken in the round trip of its candidate query (``_decide``).
-        names = self._to_lock(feats)
+        names = self._to_lock(self._lock_names(feats))
         if row is not None:  # read again under the locks
             lock_keys(self.conn, *names)
             names = ([], [])

@@ -51,13 +51,32 @@ def _dsn(engine: sa.Engine) -> str:
     return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def _held_elsewhere(dsn: str, name: str) -> bool:
+def _try(dsn: str, name: str, *, shared: bool) -> bool:
+    """Whether another session could take ``name`` now (in that mode)."""
+    take = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+    release = "pg_advisory_unlock_shared" if shared else "pg_advisory_unlock"
     with psycopg.connect(dsn, autocommit=True) as conn:
-        row = conn.execute("SELECT pg_try_advisory_lock(%s)", [lock_number(name)]).fetchone()
+        row = conn.execute(f"SELECT {take}(%s)", [lock_number(name)]).fetchone()
         assert row is not None
         if row[0]:
-            conn.execute("SELECT pg_advisory_unlock(%s)", [lock_number(name)])
-        return not row[0]
+            conn.execute(f"SELECT {release}(%s)", [lock_number(name)])
+        return bool(row[0])
+
+
+def _start(
+    engine: sa.Engine, bundle: dict[str, Any], failed: list[BaseException]
+) -> threading.Thread:
+    """A thread applying the transaction; what it raises is added to ``failed``."""
+
+    def run() -> None:
+        try:
+            transaction.process_bundle(engine, bundle, base_url="http://hub")
+        except BaseException as exc:  # reported by the test's own thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
 
 
 def test_every_new_patients_names_are_held_before_the_first_is_linked(
@@ -74,26 +93,16 @@ def test_every_new_patients_names_are_held_before_the_first_is_linked(
 
     monkeypatch.setattr(index_store, "save", paused)
     failed: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            transaction.process_bundle(
-                engine,
-                _bundle(_patient("林小红", "1961-03-04"), _patient("郑美玲", "1977-08-09")),
-                base_url="http://hub",
-            )
-        except BaseException as exc:  # reported by the test thread below
-            failed.append(exc)
-
-    worker = threading.Thread(target=run)
-    worker.start()
+    worker = _start(
+        engine, _bundle(_patient("林小红", "1961-03-04"), _patient("郑美玲", "1977-08-09")), failed
+    )
     try:
         assert reached.wait(30), failed
         dsn = _dsn(engine)
         # The first patient is not saved yet; the second's names are taken already.
-        assert _held_elsewhere(dsn, "mpi:birth:1977-08-09")
-        assert _held_elsewhere(dsn, "mpi:birth:1961-03-04")
-        assert not _held_elsewhere(dsn, "mpi:birth:1990-01-01")
+        assert not _try(dsn, "mpi:birth:1977-08-09", shared=False)
+        assert not _try(dsn, "mpi:birth:1961-03-04", shared=False)
+        assert _try(dsn, "mpi:birth:1990-01-01", shared=False)
     finally:
         go.set()
         worker.join(60)
@@ -127,16 +136,7 @@ def test_two_transactions_wanting_each_others_names_do_not_deadlock(
         _bundle(_patient("刘建国", "1983-11-12"), _patient("黄丽华", "1958-05-06")),
     ]
     failed: list[BaseException] = []
-
-    def run(bundle: dict[str, Any]) -> None:
-        try:
-            transaction.process_bundle(engine, bundle, base_url="http://hub")
-        except BaseException as exc:
-            failed.append(exc)
-
-    threads = [threading.Thread(target=run, args=(b,)) for b in bundles]
-    for t in threads:
-        t.start()
+    threads = [_start(engine, b, failed) for b in bundles]
     for t in threads:
         t.join(60)
     assert not failed, failed
@@ -145,18 +145,6 @@ def test_two_transactions_wanting_each_others_names_do_not_deadlock(
             sa.text("SELECT count(DISTINCT master_id) FROM mpi_records")
         ).scalar()
     assert masters == 4  # four different people, each their own master
-
-
-def _try(dsn: str, name: str, *, shared: bool) -> bool:
-    """Whether another session could take ``name`` now (in that mode)."""
-    take = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
-    release = "pg_advisory_unlock_shared" if shared else "pg_advisory_unlock"
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        row = conn.execute(f"SELECT {take}(%s)", [lock_number(name)]).fetchone()
-        assert row is not None
-        if row[0]:
-            conn.execute(f"SELECT {release}(%s)", [lock_number(name)])
-        return bool(row[0])
 
 
 def test_records_that_cannot_find_each_other_do_not_wait_for_each_other(
@@ -178,15 +166,7 @@ def test_records_that_cannot_find_each_other_do_not_wait_for_each_other(
 
     monkeypatch.setattr(index_store, "save", paused)
     failed: list[BaseException] = []
-
-    def run(bundle: dict[str, Any]) -> None:
-        try:
-            transaction.process_bundle(engine, bundle, base_url="http://hub")
-        except BaseException as exc:
-            failed.append(exc)
-
-    holder = threading.Thread(target=run, args=(_bundle(_patient("王伟", "1970-01-01")),))
-    holder.start()
+    holder = _start(engine, _bundle(_patient("王伟", "1970-01-01")), failed)
     try:
         assert reached.wait(30), failed
         dsn = _dsn(engine)
@@ -198,16 +178,16 @@ def test_records_that_cannot_find_each_other_do_not_wait_for_each_other(
         assert _try(dsn, "mpi:birth:1970-01-01", shared=True)  # nobody here searches by it
         assert not _try(dsn, "mpi:birth:1970-01-01", shared=False)
 
-        other_year = threading.Thread(target=run, args=(_bundle(_patient("王伟", "1985-06-07")),))
-        same_day = threading.Thread(target=run, args=(_bundle(_patient("赵敏", "1970-01-01")),))
-        for t in (other_year, same_day):
-            t.start()
+        for bundle in (
+            _bundle(_patient("王伟", "1985-06-07")),  # another year
+            _bundle(_patient("赵敏", "1970-01-01")),  # the same day
+        ):
+            t = _start(engine, bundle, failed)
             t.join(30)
             assert not t.is_alive()  # done while the first still holds its locks
         dateless = _patient("王伟", "")
         del dateless["resource"]["birthDate"]
-        waiting = threading.Thread(target=run, args=(_bundle(dateless),))
-        waiting.start()
+        waiting = _start(engine, _bundle(dateless), failed)
         waiting.join(1.0)
         assert waiting.is_alive()  # in every year's block of the name: it waits
     finally:
