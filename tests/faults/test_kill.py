@@ -120,17 +120,25 @@ def test_kill_9_of_one_worker_with_redis_mid_burst(
     survivor.wait_port(ops[1])
     burst = Burst(mllp, messages("KW")).start()
     wait_for(lambda: applied_count(engine) >= MESSAGES // 4, APPLY_SECONDS, "a quarter applied")
+
+    def held() -> dict[str, int]:
+        consumers = client.xpending(inbox_stream, GROUP)["consumers"] or []
+        return {c["name"]: int(c["pending"]) for c in consumers}
+
+    def held_by_doomed(by_consumer: dict[str, int]) -> int:
+        return sum(n for name, n in by_consumer.items() if f":{doomed.pid}:" in name)
+
+    # A worker holds entries only from reading a group until it is applied and acknowledged
+    # (one group's worth a thread): kill it in such a moment, not between two groups.
+    wait_for(lambda: held_by_doomed(held()) > 0, APPLY_SECONDS, "the worker holding entries")
     doomed.kill9()
     killed_at = applied_count(engine)
-    held = {
-        c["name"]: int(c["pending"])
-        for c in client.xpending(inbox_stream, GROUP)["consumers"] or []
-    }
-    orphaned = sum(n for name, n in held.items() if f":{doomed.pid}:" in name)
+    holding = held()
+    orphaned = held_by_doomed(holding)
     burst.join(300)
     applied_after = wait_all_applied(engine, MESSAGES, APPLY_SECONDS, hubs)
     assert killed_at < MESSAGES, "the kill came too late to matter"
-    assert orphaned > 0, f"the killed worker held no entries: {held}"
+    assert orphaned > 0, f"the killed worker held no entries: {holding}"
     assert survivor.alive() and intake.alive()
     # Its entries were taken over, applied (or found applied) and acknowledged.
     wait_for(lambda: client.xpending(inbox_stream, GROUP)["pending"] == 0, 30, "no entry held")
