@@ -19,7 +19,7 @@ import orjson
 from sqlalchemy import Connection, Table, and_, delete, insert, select, update
 
 from hub.fhir.errors import Gone, NotFound, PreconditionFailed
-from hub.search.extract import extract_index_rows
+from hub.search.extract import Rows, extract_index_rows
 from hub.search.values import format_instant
 from hub.store.bulk import (
     COPY_THRESHOLD,
@@ -73,9 +73,6 @@ def stamp(resource: dict[str, Any], res_id: str, version_id: int, last_updated: 
 
 
 # Each index table's columns after (rid, res_type), in table order.
-_INDEX_VALUE_COLUMNS = {
-    kind: tuple(c.name for c in table.columns)[2:] for kind, table in INDEX_TABLES.items()
-}
 
 
 def _row_to_stored(row: Any) -> StoredResource:
@@ -213,7 +210,7 @@ class _PendingCreate:
     res_id: str
     last_updated: int
     content: str
-    rows: dict[str, list[dict[str, Any]]]
+    rows: Rows
 
 
 class WriteObserver(Protocol):
@@ -476,13 +473,12 @@ class Writer:
         for table in INDEX_TABLES.values():
             self.conn.execute(delete(table).where(table.c.rid == rid))
 
-    def _add_index(self, rid: int, res_type: str, rows: dict[str, list[dict[str, Any]]]) -> None:
+    def _add_index(self, rid: int, res_type: str, rows: Rows) -> None:
+        # The extractor's rows follow their table's columns after (rid, res_type).
+        key = (rid, res_type)
         for kind, kind_rows in rows.items():
-            if not kind_rows:
-                continue
-            bucket = self._index.setdefault(kind, [])
-            names = _INDEX_VALUE_COLUMNS[kind]
-            bucket.extend((rid, res_type, *[row.get(n) for n in names]) for row in kind_rows)
+            if kind_rows:
+                self._index.setdefault(kind, []).extend([key + row for row in kind_rows])
 
     def _history_row(
         self,

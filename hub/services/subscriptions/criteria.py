@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl
 from hub.fhir.validation import SUPPORTED
 from hub.search.criteria import split_token, split_values
 from hub.search.definitions import SearchParam, get_param
+from hub.search.extract import COLUMNS, Rows
 from hub.search.values import DateFormatError, date_range, normalize_string
 from hub.services.identity.model import MASTER_PREFIX
 
@@ -84,12 +85,14 @@ class Criteria:
         return all(test.holds(res_id, rows) for test in self.tests)
 
 
-def rows_by_param(rows: Mapping[str, Sequence[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
-    """The extractor's rows (by kind) regrouped by parameter, for ``Criteria.matches``."""
+def rows_by_param(rows: Rows) -> dict[str, list[dict[str, Any]]]:
+    """The extractor's rows (by kind) regrouped by parameter and keyed by column name, for
+    ``Criteria.matches``."""
     out: dict[str, list[dict[str, Any]]] = {}
-    for kind_rows in rows.values():
+    for kind, kind_rows in rows.items():
+        names = COLUMNS[kind]
         for row in kind_rows:
-            out.setdefault(row["param"], []).append(row)
+            out.setdefault(row[0], []).append(dict(zip(names, row, strict=True)))
     return out
 
 
