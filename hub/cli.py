@@ -225,9 +225,9 @@ def worker(
     off = {} if scheduler else {"feedback_schedule": False}
     service = _feed_service(settings.model_copy(update={"mllp_port": None, **off}))
     service.start()
-    from hub.runtime import tune_gc
+    from hub.runtime import GROUP_YOUNG_THRESHOLD, tune_gc
 
-    tune_gc()
+    tune_gc(GROUP_YOUNG_THRESHOLD)
     ops = start_ops_server(settings, service.engine)
     logging.getLogger("hub.process").info("feed worker on %s", _redact(settings.db_url))
     wait_for_stop()

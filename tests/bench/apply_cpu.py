@@ -15,6 +15,7 @@ the CPU of a raw COPY of the same stored resource rows (the floor the apply is c
 from __future__ import annotations
 
 import argparse
+import gc
 import resource
 from collections.abc import Callable
 
@@ -26,7 +27,7 @@ from hub.db import make_engine
 from hub.feeds.bootstrap import load_community_resources
 from hub.queue.intake import receive
 from hub.queue.worker import drain
-from hub.runtime import tune_gc
+from hub.runtime import GROUP_YOUNG_THRESHOLD, YOUNG_THRESHOLD, tune_gc
 from hub.store.migrate import upgrade
 from tests.bench.common import copy_as_stored, postgres
 from tests.bench.feeds import _cpu_by_name, oru
@@ -68,10 +69,12 @@ def main() -> None:
         print(f"{'round':<8}{'intake py':>10}{'intake pg':>10}{'apply py':>10}{'apply pg':>10}")
         for r in range(args.rounds):
             messages = [oru(f"R{r}", i) for i in range(n)]
-
+            # Each part with its own process's collector threshold (hub mllp, hub worker).
+            gc.set_threshold(YOUNG_THRESHOLD, 20, 20)
             intake_py, intake_pg = _measure(
                 lambda batch=messages: _take(engine, community, batch), n
             )
+            gc.set_threshold(GROUP_YOUNG_THRESHOLD, 20, 20)
             apply_py, apply_pg = _measure(lambda: drain(engine), n)
             print(
                 f"{r + 1:<8}{intake_py:>10.2f}{intake_pg:>10.2f}{apply_py:>10.2f}{apply_pg:>10.2f}"
