@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from adapters.hl7v2.errors import (
     DATA_TYPE_ERROR,
@@ -64,8 +65,9 @@ class Segment:
 
     def value(self, n: int, component: int = 1, sub: int = 1, rep: int = 0) -> str:
         """One decoded leaf value (1-based component and subcomponent), '' when absent."""
-        # The mappers read ~200 leaves a message: each split only when its delimiter occurs,
-        # level by level (the hottest function of the intake).
+        # The mappers read ~200 leaves a message (the hottest function of the intake): each
+        # level is split only when its delimiter occurs (most fields hold one plain value),
+        # inline rather than through a helper per level.
         fields = self.fields
         raw = fields[n] if n < len(fields) else ""
         if not raw:
@@ -73,22 +75,30 @@ class Segment:
         if n <= 2 and self.name == "MSH":
             return raw
         d = self.delimiters
-        if (part := _part(raw, d.repetition, rep)) is None:
+        if d.repetition in raw:
+            parts = raw.split(d.repetition)
+            if rep >= len(parts):
+                return ""
+            raw = parts[rep]
+        elif rep != 0:
             return ""
-        if (part := _part(part, d.component, component - 1)) is None:
+        at = component - 1
+        if d.component in raw:
+            parts = raw.split(d.component)
+            if at >= len(parts):
+                return ""
+            raw = parts[at]
+        elif at != 0:
             return ""
-        if (part := _part(part, d.subcomponent, sub - 1)) is None:
+        at = sub - 1
+        if d.subcomponent in raw:
+            parts = raw.split(d.subcomponent)
+            if at >= len(parts):
+                return ""
+            raw = parts[at]
+        elif at != 0:
             return ""
-        return unescape(part, d) if d.escape and d.escape in part else part
-
-
-def _part(text: str, separator: str, index: int) -> str | None:
-    """The index-th part of ``text`` cut at ``separator``, None when it has none; split only
-    when the separator occurs (most fields hold one plain value)."""
-    if separator in text:
-        parts = text.split(separator)
-        return parts[index] if index < len(parts) else None
-    return text if index == 0 else None
+        return unescape(raw, d) if d.escape and d.escape in raw else raw
 
 
 @dataclass
@@ -110,17 +120,18 @@ class Message:
     def all(self, name: str) -> list[Segment]:
         return [seg for seg in self.segments if seg.name == name]
 
-    @property
+    # Read once: the mappers ask for these a dozen times a message.
+    @cached_property
     def message_type(self) -> tuple[str, str, str]:
         """(MSH-9.1 code, MSH-9.2 trigger event, MSH-9.3 structure)."""
         msh = self.msh
         return (msh.value(9, 1), msh.value(9, 2), msh.value(9, 3))
 
-    @property
+    @cached_property
     def control_id(self) -> str:
         return self.msh.value(10)
 
-    @property
+    @cached_property
     def version(self) -> str:
         return self.msh.value(12, 1)
 
