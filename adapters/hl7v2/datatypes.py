@@ -16,6 +16,8 @@ from adapters.hl7v2.parse import Segment, unescape
 _TS = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\.\d{1,6})?([+-]\d{4})?$")
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _DIVISION = re.compile(r"^\d{6}(\d{6})?$")
+# What quote(..., safe="|:/") leaves as it is: unreserved characters and the safe ones.
+_URL_PLAIN = re.compile(r"[A-Za-z0-9_.~|:/-]*")
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
 COMPOUND_SURNAMES = frozenset(
     "欧阳 司马 上官 诸葛 东方 皇甫 尉迟 公孙 慕容 长孙 宇文 司徒 夏侯 轩辕 令狐 端木 西门 南宫"
@@ -325,6 +327,8 @@ def search_escape(value: str) -> str:
 def identifier_query(system: str, value: str) -> str:
     """``identifier=<system>|<value>``, escaped for FHIR search and URL-encoded."""
     token = f"{system}|{search_escape(value)}"
+    if _URL_PLAIN.fullmatch(token):  # nothing to encode (most): quote() would return it as is
+        return "identifier=" + token
     return "identifier=" + quote(token, safe="|:/")
 
 
