@@ -71,36 +71,49 @@ _lock = threading.Lock()  # only for building _Leaf objects (TypeAdapter is cost
 
 
 # The walk runs over every element of every resource checked: values are handled inline,
-# without a call each.
-def _shape_of_dict(value: dict[str, Any], values: list[Any], top: bool) -> Shape:
-    """The shape of a JSON object; its primitive values appended to ``values`` in order."""
+# without a call each.  The shape is one flat tuple (keys, value types, and markers where an
+# object or array opens and closes), not tuples nested like the JSON: the nested form built a
+# tuple for every key and container, which cost a fifth more.  JSON keys are strings, so the
+# integer markers cannot be taken for a key or a value type.
+_OBJECT, _ARRAY, _END = 0, 1, 2
+
+
+def _shape_of_dict(value: dict[str, Any], shape: list[Any], values: list[Any], top: bool) -> None:
+    """Append the shape of a JSON object to ``shape``, its primitive values to ``values``."""
     if not top and "resourceType" in value:
         raise _Nested
-    out: list[Any] = []
+    shape.append(_OBJECT)
     for key, item in value.items():
+        shape.append(key)
         kind = type(item)
         if kind is dict:
-            out.append((key, _shape_of_dict(item, values, False)))
+            _shape_of_dict(item, shape, values, False)
         elif kind is list:
-            out.append((key, _shape_of_list(item, values)))
+            _shape_of_list(item, shape, values)
         else:
             values.append(item)
-            out.append((key, kind))
-    return tuple(out)
+            shape.append(kind)
+    shape.append(_END)
 
 
-def _shape_of_list(value: list[Any], values: list[Any]) -> Shape:
-    out: list[Any] = []
+def _shape_of_list(value: list[Any], shape: list[Any], values: list[Any]) -> None:
+    shape.append(_ARRAY)
     for item in value:
         kind = type(item)
         if kind is dict:
-            out.append(_shape_of_dict(item, values, False))
+            _shape_of_dict(item, shape, values, False)
         elif kind is list:
-            out.append(_shape_of_list(item, values))
+            _shape_of_list(item, shape, values)
         else:
             values.append(item)
-            out.append(kind)
-    return tuple(out)
+            shape.append(kind)
+    shape.append(_END)
+
+
+def _shape(resource: dict[str, Any], values: list[Any]) -> Shape:
+    shape: list[Any] = []
+    _shape_of_dict(resource, shape, values, True)
+    return tuple(shape)
 
 
 def valid(res_type: str, resource: dict[str, Any]) -> bool:
@@ -108,7 +121,7 @@ def valid(res_type: str, resource: dict[str, Any]) -> bool:
     False means "not known here": the caller runs the full model check."""
     values: list[Any] = []
     try:
-        key = (res_type, _shape_of_dict(resource, values, True))
+        key = (res_type, _shape(resource, values))
     except _Nested:
         return False
     plan = _plans.get(key)
@@ -127,7 +140,7 @@ def learn(res_type: str, resource: dict[str, Any], model: type[Any]) -> None:
     """Remember the plan of ``resource``'s shape, which has just passed the full check."""
     values: list[Any] = []
     try:
-        shape = _shape_of_dict(resource, values, True)
+        shape = _shape(resource, values)
         plan: list[_Leaf | None] = []
         _plan_model(resource, model, plan, top=True)
     except (_Nested, _Unplannable):
