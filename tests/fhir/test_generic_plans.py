@@ -80,8 +80,9 @@ def test_identifier_lookups_probe_the_index_whatever_the_statistics_say(
         numbered = query.text
         for n in range(1, len(query.params) + 1):
             numbered = numbered.replace("?", f"${n}", 1)
-        conn.exec_driver_sql(f"PREPARE ident(text[], text[], text[], text) AS {numbered}")
-        plan = _plan(conn, "EXPLAIN EXECUTE ident('{a}', '{b}', '{c}', 'mpi-%%')")
+        conn.exec_driver_sql(f"PREPARE ident(text, text) AS {numbered}")
+        one = '[{"t": "Observation", "s": "a", "c": "b"}]'
+        plan = _plan(conn, f"EXPLAIN EXECUTE ident('{one}', 'mpi-%%')")
         assert "Seq Scan on idx_token" not in plan, plan
         assert "ix_token_lookup" in plan, plan
         found = match_identifiers(conn, wanted)
