@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from urllib.parse import parse_qsl
 
+import orjson
 from sqlalchemy import Connection, TextClause, text
 
 
@@ -54,25 +55,28 @@ def lock_statement(
         return None
     exclusive = {lock_number(k) for k in keys}
     sharing = {lock_number(k) for k in shared} - exclusive
+    # The numbers go as one JSON text: psycopg adapts an array element by element in Python,
+    # and a feed worker's group takes a few hundred locks.
     if sharing:
         numbers = sorted(exclusive | sharing)
-        return _LOCK_MIXED, {"keys": numbers, "shared": [n in sharing for n in numbers]}
+        pairs = [{"k": n, "s": n in sharing} for n in numbers]
+        return _LOCK_MIXED, {"keys": orjson.dumps(pairs).decode()}
     numbers = sorted(exclusive)
     if len(numbers) == 1:
         return _LOCK_ONE, {"k": numbers[0]}
     # One round trip for all keys; the inner ORDER BY fixes the order they are taken in.
-    return (_LOCK_MANY, {"keys": numbers}) if numbers else None
+    return (_LOCK_MANY, {"keys": orjson.dumps(numbers).decode()}) if numbers else None
 
 
 _LOCK_ONE = text("SELECT pg_advisory_xact_lock(:k)")
 _LOCK_MANY = text(
-    "SELECT pg_advisory_xact_lock(k) FROM "
-    "(SELECT k FROM unnest(CAST(:keys AS bigint[])) AS u(k) ORDER BY k) AS ordered"
+    "SELECT pg_advisory_xact_lock(k) FROM (SELECT CAST(value AS bigint) AS k "
+    "FROM json_array_elements_text(CAST(:keys AS json)) ORDER BY k) AS ordered"
 )
 # Shared and exclusive keys in one order: a shared holder waits for an exclusive one and the
 # reverse, so mixing modes keeps the order's guarantee.
 _LOCK_MIXED = text(
     "SELECT CASE WHEN s THEN pg_advisory_xact_lock_shared(k) ELSE pg_advisory_xact_lock(k) END "
-    "FROM (SELECT k, s FROM unnest(CAST(:keys AS bigint[]), CAST(:shared AS boolean[])) "
-    "AS u(k, s) ORDER BY k) AS ordered"
+    "FROM (SELECT k, s FROM json_to_recordset(CAST(:keys AS json)) AS u(k bigint, s boolean) "
+    "ORDER BY k) AS ordered"
 )
