@@ -66,8 +66,7 @@ class Segment:
     def value(self, n: int, component: int = 1, sub: int = 1, rep: int = 0) -> str:
         """One decoded leaf value (1-based component and subcomponent), '' when absent."""
         # The mappers read ~200 leaves a message (the hottest function of the intake): each
-        # level is split only when its delimiter occurs (most fields hold one plain value),
-        # inline rather than through a helper per level.
+        # level is split only when its delimiter occurs (most fields hold one plain value).
         fields = self.fields
         raw = fields[n] if n < len(fields) else ""
         if not raw:
@@ -75,29 +74,18 @@ class Segment:
         if n <= 2 and self.name == "MSH":
             return raw
         d = self.delimiters
-        if d.repetition in raw:
-            parts = raw.split(d.repetition)
-            if rep >= len(parts):
+        for separator, at in (
+            (d.repetition, rep),
+            (d.component, component - 1),
+            (d.subcomponent, sub - 1),
+        ):
+            if separator in raw:
+                parts = raw.split(separator)
+                if at >= len(parts):
+                    return ""
+                raw = parts[at]
+            elif at != 0:
                 return ""
-            raw = parts[rep]
-        elif rep != 0:
-            return ""
-        at = component - 1
-        if d.component in raw:
-            parts = raw.split(d.component)
-            if at >= len(parts):
-                return ""
-            raw = parts[at]
-        elif at != 0:
-            return ""
-        at = sub - 1
-        if d.subcomponent in raw:
-            parts = raw.split(d.subcomponent)
-            if at >= len(parts):
-                return ""
-            raw = parts[at]
-        elif at != 0:
-            return ""
         return unescape(raw, d) if d.escape and d.escape in raw else raw
 
 

@@ -13,7 +13,7 @@ dict only to turn it into a tuple cost a tenth of the extraction.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from hub.search.definitions import COMMON, EXTENSION_URLS, SearchParam, type_params
@@ -189,15 +189,9 @@ def _reference_rows(value: Any, param: SearchParam, rows: Rows, seen: set[Any]) 
     targets = param.targets
     if isinstance(ref, str) and ref and not ref.startswith("#"):
         ref_type = value.get("type")
-        if ref_type is None:  # the usual case: a message's references repeat (its patient)
-            split = _splits.get(ref)
-            if split is None:
-                if len(_splits) >= _MAX_SPLITS:
-                    _splits.clear()
-                split = _splits[ref] = _split_reference(ref, None)
-        else:
-            split = _split_reference(ref, ref_type)
-        target_type, target_id, url = split
+        target_type, target_id, url = (
+            _split_untyped(ref) if ref_type is None else _split_reference(ref, ref_type)
+        )
         if not targets or target_type is None or target_type in targets:
             if targets and target_type is None and len(targets) == 1:
                 target_type = targets[0]
@@ -209,8 +203,10 @@ def _reference_rows(value: Any, param: SearchParam, rows: Rows, seen: set[Any]) 
         rows["token"].append((f"{param.code}:identifier", system, tok, None))
 
 
-_MAX_SPLITS = 4_096
-_splits: dict[str, tuple[str | None, str | None, str | None]] = {}
+@lru_cache(maxsize=4_096)
+def _split_untyped(ref: str) -> tuple[str | None, str | None, str | None]:
+    """The usual case, remembered: a message's references repeat (its patient, its order)."""
+    return _split_reference(ref, None)
 
 
 def _split_reference(ref: str, ref_type: Any) -> tuple[str | None, str | None, str | None]:

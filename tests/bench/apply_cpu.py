@@ -30,7 +30,7 @@ from hub.queue.worker import drain
 from hub.runtime import GROUP_YOUNG_THRESHOLD, YOUNG_THRESHOLD, tune_gc
 from hub.store.migrate import upgrade
 from tests.bench.common import copy_as_stored, postgres
-from tests.bench.feeds import _cpu_by_name, oru
+from tests.bench.feeds import cpu_by_name, feed_resource_rows, oru
 
 
 def _own_cpu() -> float:
@@ -40,9 +40,9 @@ def _own_cpu() -> float:
 
 def _measure(step: Callable[[], object], count: int) -> tuple[float, float]:
     """(Python ms, PostgreSQL ms) per message of running ``step()``."""
-    py, pg = _own_cpu(), _cpu_by_name("postgres")
+    py, pg = _own_cpu(), cpu_by_name("postgres")
     step()
-    return 1000 * (_own_cpu() - py) / count, 1000 * (_cpu_by_name("postgres") - pg) / count
+    return 1000 * (_own_cpu() - py) / count, 1000 * (cpu_by_name("postgres") - pg) / count
 
 
 def _take(engine: Engine, community: Community, messages: list[bytes]) -> None:
@@ -81,11 +81,7 @@ def main() -> None:
             )
         dsn = url.replace("postgresql+psycopg://", "postgresql://")
         with psycopg.connect(dsn) as conn:
-            rows = conn.execute(
-                "SELECT rid, res_type, res_id, version_id, last_updated, deleted, content"
-                " FROM resources WHERE res_type IN"
-                " ('Patient', 'ServiceRequest', 'DiagnosticReport', 'Observation', 'Provenance')"
-            ).fetchall()
+            rows = feed_resource_rows(conn)
             stored = args.rounds * n + 50
             copy_py, copy_pg = _measure(lambda: copy_as_stored(conn, rows), stored)
         print(f"raw COPY of the same resource rows: py {copy_py:.2f}, pg {copy_pg:.2f}")

@@ -136,7 +136,7 @@ def _cpu_of(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_by_name(prefix: str) -> float:
+def cpu_by_name(prefix: str) -> float:
     """CPU seconds of every process whose name starts with ``prefix`` (PostgreSQL's backends)."""
     total = 0.0
     for entry in Path("/proc").iterdir():
@@ -156,8 +156,8 @@ def _cpu(server: FeedServer) -> dict[str, float]:
     return {
         "intake": _cpu_of(server.intake_pid),
         "worker": sum(_cpu_of(pid) for pid in server.worker_pids),
-        "postgres": _cpu_by_name("postgres"),
-        "redis": _cpu_by_name("redis-server"),
+        "postgres": cpu_by_name("postgres"),
+        "redis": cpu_by_name("redis-server"),
         "senders": mine.ru_utime + mine.ru_stime,
     }
 
@@ -320,15 +320,20 @@ def _run(
     }
 
 
+def feed_resource_rows(conn: psycopg.Connection[Any]) -> list[Any]:
+    """The stored rows of the resources the feed wrote, as ``copy_as_stored`` takes them."""
+    return conn.execute(
+        "SELECT rid, res_type, res_id, version_id, last_updated, deleted, content"
+        " FROM resources WHERE res_type IN"
+        " ('Patient', 'ServiceRequest', 'DiagnosticReport', 'Observation', 'Provenance')"
+    ).fetchall()
+
+
 def _copy_rows(db_url: str) -> tuple[float, float]:
     """COPY the stored rows of the feed's resources; (rows/s, resources per message)."""
     dsn = db_url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(dsn) as conn:
-        rows = conn.execute(
-            "SELECT rid, res_type, res_id, version_id, last_updated, deleted, content"
-            " FROM resources WHERE res_type IN"
-            " ('Patient', 'ServiceRequest', 'DiagnosticReport', 'Observation', 'Provenance')"
-        ).fetchall()
+        rows = feed_resource_rows(conn)
         messages = conn.execute("SELECT count(*) FROM inbox WHERE status = 'applied'").fetchone()[0]
         elapsed = copy_as_stored(conn, rows)
     return len(rows) / elapsed, len(rows) / max(messages, 1)
