@@ -233,7 +233,13 @@ def receive(
         transport=transport,
     ):
         receipt = _receive(
-            engine, raw, community, transport=transport, peer=peer, bound_sender=bound_sender
+            engine,
+            raw,
+            header,
+            community,
+            transport=transport,
+            peer=peer,
+            bound_sender=bound_sender,
         )
         metrics.count_received(sender, message_type, receipt.code)
         bind(inbox_id=receipt.inbox_id)
@@ -251,17 +257,19 @@ def receive(
 def _receive(
     engine: Engine,
     raw: bytes,
+    header: list[str],
     community: Community,
     *,
     transport: str,
     peer: str | None = None,
     bound_sender: str | None = None,
 ) -> Receipt:
+    """``receive`` without its logging; ``header``: MSH's fields (``msh_fields``), which
+    ``receive`` has read already."""
     from adapters.hl7v2.mapped import MappingError
     from adapters.hl7v2.messages import check_binding
 
-    header = msh_fields(raw)
-    sender = header[3].split("^")[0].strip() if len(header) >= 4 else ""
+    sender = header[3].split("^")[0].strip() if len(header) >= 4 else ""  # MSH-4
     message: Message | None = None
     try:
         message = parse(raw, _charset_for(community, sender))
